@@ -1,0 +1,148 @@
+"""The cost model (FLOPs and critical-path latency of a graph) and the FLOPs budget.
+
+Formulas (DESIGN.md, "Cost model"), for a node running model m with predecessors P:
+``prompt = base_prompt_tokens + sum(out_tokens[p] for p in P)``,
+``flops = 2e9 * params_b[m] * (prompt + out_tokens[m])``,
+``latency = overhead_s[m] + prompt / prefill_tps[m] + out_tokens[m] / decode_tps[m]``.
+A graph's FLOPs are the sum over nodes; its latency the longest path of node latencies.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .errors import BudgetError, ConfigError
+from .pool import ModelPool
+
+FLOPS_PER_PARAM_TOKEN = 2.0
+"""A decoder's forward pass costs about 2 FLOPs per parameter per token."""
+
+DEFAULT_TEMPLATE_TOKENS = 48.0
+"""Tokens a role template adds around the task prompt (instructions, separators)."""
+
+
+class CostModel:
+    """FLOPs and latency of graphs for one model pool on one task.
+
+    ``prompt_tokens`` is the task's mean prompt length; ``template_tokens`` what a role template
+    adds. The per-model arrays the kernels read are in ``model_costs`` (``float64[K, 5]``).
+    """
+
+    def __init__(self, pool: ModelPool, prompt_tokens: float,
+                 template_tokens: float = DEFAULT_TEMPLATE_TOKENS) -> None:
+        for name, value in (("prompt_tokens", prompt_tokens), ("template_tokens", template_tokens)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.pool = pool
+        self.prompt_tokens = float(prompt_tokens)
+        self.template_tokens = float(template_tokens)
+        self.model_costs = pool.cost_table()
+
+    @property
+    def base_prompt_tokens(self) -> float:
+        """Prompt tokens of a node before its predecessors' answers are added."""
+        return self.prompt_tokens + self.template_tokens
+
+    def call_flops(self, model: int | str, extra_prompt_tokens: float = 0.0) -> float:
+        """FLOPs of one call of ``model`` whose prompt carries ``extra_prompt_tokens`` more."""
+        spec = self.pool[model]
+        tokens = self.base_prompt_tokens + extra_prompt_tokens + spec.out_tokens
+        return FLOPS_PER_PARAM_TOKEN * 1e9 * spec.params_b * tokens
+
+    def call_latency(self, model: int | str, extra_prompt_tokens: float = 0.0) -> float:
+        """Seconds of one call of ``model`` (overhead + prefill + decode)."""
+        spec = self.pool[model]
+        prompt = self.base_prompt_tokens + extra_prompt_tokens
+        return spec.overhead_s + prompt / spec.prefill_tps + spec.out_tokens / spec.decode_tps
+
+    def min_graph_flops(self) -> float:
+        """FLOPs of the cheapest possible graph: one call of the cheapest model."""
+        return min(self.call_flops(k) for k in range(len(self.pool)))
+
+    def graph_cost(self, graph) -> tuple[float, float]:
+        """``(flops, latency_s)`` of one `CollaborationGraph` (through the kernels)."""
+        from .graph import GraphBatch
+        from .kernels import graph_cost
+        flops, latency = graph_cost(GraphBatch.from_graphs([graph]), self)
+        return float(flops[0]), float(latency[0])
+
+
+_MULTIPLE = re.compile(r"^\s*([0-9.eE+-]+)\s*(?:x|\*)\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A FLOPs budget per query.
+
+    Either absolute (``flops``) or relative: ``calls`` calls of model ``model`` (one call of that
+    model at the task's prompt length); ``resolve`` turns either into FLOPs.
+    """
+
+    flops: float | None = None
+    calls: float | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.flops is None) == (self.calls is None):
+            raise ConfigError("a budget is either flops=... or calls=... of model=...")
+        value = self.flops if self.flops is not None else self.calls
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"budget must be a finite number > 0, got {value!r}")
+        if self.calls is not None and not self.model:
+            raise ConfigError("a budget in calls needs the model it counts calls of")
+
+    @classmethod
+    def parse(cls, spec: "str | float | int | Budget") -> "Budget":
+        """Accept ``2e12``, ``"2e12"``, ``"4x qwen-1.5b"`` or ``"4*qwen-1.5b"``."""
+        if isinstance(spec, Budget):
+            return spec
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            return cls(flops=float(spec))
+        if isinstance(spec, str):
+            text = spec.strip()
+            try:
+                return cls(flops=float(text))
+            except ValueError:
+                pass
+            match = _MULTIPLE.match(text)
+            if match:
+                try:
+                    calls = float(match.group(1))
+                except ValueError:
+                    calls = float("nan")
+                return cls(calls=calls, model=match.group(2))
+        raise ConfigError(f"budget {spec!r} is neither a number of FLOPs (e.g. 2e12) nor "
+                          "'N x MODEL' (e.g. '4x qwen-1.5b')")
+
+    def resolve(self, cost: CostModel) -> float:
+        """FLOPs per query; BudgetError if not even the cheapest graph fits."""
+        if self.flops is not None:
+            flops = self.flops
+        else:
+            assert self.calls is not None and self.model is not None
+            flops = self.calls * cost.call_flops(self.model)
+        cheapest = cost.min_graph_flops()
+        if flops < cheapest:
+            raise BudgetError(f"budget {flops:.3g} FLOPs is below the cheapest graph "
+                              f"({cheapest:.3g} FLOPs: one call of the smallest model); "
+                              "raise the budget")
+        return flops
+
+    def __str__(self) -> str:
+        return f"{self.flops:.3g} FLOPs" if self.flops is not None else f"{self.calls:g}x {self.model}"
+
+
+def as_flops(budget: "Budget | float | str | None", cost: CostModel | None) -> float:
+    """The budget in FLOPs (inf for None); ``cost`` is needed unless it is plain FLOPs."""
+    if budget is None:
+        return math.inf
+    parsed = Budget.parse(budget)
+    if cost is None:
+        if parsed.flops is None:
+            raise ConfigError("a budget in calls of a model needs a cost model")
+        return parsed.flops
+    return parsed.resolve(cost)
+
+

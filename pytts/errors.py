@@ -1,0 +1,48 @@
+"""The exceptions pytts raises; each message says what the user should change."""
+
+from __future__ import annotations
+
+
+class PyttsError(Exception):
+    """Base class of every error pytts raises on purpose."""
+
+
+class ConfigError(PyttsError, ValueError):
+    """A configuration value (file, flag or argument) is malformed or out of range."""
+
+
+class BudgetError(PyttsError, ValueError):
+    """The FLOPs budget admits no graph of the template, or almost none (rejection is hopeless)."""
+
+
+class LLMError(PyttsError):
+    """An LLM call failed for good (after retries, or with a status that is not retried).
+
+    Attributes name where it failed so the message can be acted on.
+    """
+
+    def __init__(self, message: str, *, endpoint: str | None = None, model: str | None = None,
+                 status: int | None = None) -> None:
+        parts = [message]
+        if endpoint is not None:
+            parts.append(f"endpoint={endpoint}")
+        if model is not None:
+            parts.append(f"model={model}")
+        if status is not None:
+            parts.append(f"status={status}")
+        super().__init__(" | ".join(parts))
+        self.endpoint = endpoint
+        self.model = model
+        self.status = status
+
+
+class BankMissError(LLMError):
+    """A replay-only ResponseBank was asked for a completion it does not hold."""
+
+
+class AgentReplyError(PyttsError):
+    """An agent's reply could not be parsed or was out of range (the search falls back)."""
+
+
+class SandboxError(PyttsError):
+    """The sandbox itself could not run a candidate (not: the candidate failed)."""

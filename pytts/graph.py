@@ -1,0 +1,410 @@
+"""Collaboration graphs: one graph (`CollaborationGraph`) and a batch of them (`GraphBatch`).
+
+A graph lives on a template of ``D`` layers x ``W`` slots and is three arrays (DESIGN.md, "The
+graph"): ``model[D, W]`` (pool index, -1 = empty slot), ``role[D, W]`` and
+``edges[D-1, W, W]`` (``edges[l, i, j] = 1`` carries node (l, i)'s answer to node (l+1, j)).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+MAX_DEPTH = 16
+MAX_WIDTH = 64
+ROLES: tuple[str, ...] = ("assistant", "fuser")
+"""Role registry: index 0 answers (no predecessor) or refines (one), index 1 fuses several."""
+
+ASSISTANT = 0
+FUSER = 1
+
+# Above this many candidate orderings of tied slots, canonical_key keeps the signature order.
+_MAX_TIE_PERMUTATIONS = 5040
+
+
+def check_template(depth: int, width: int) -> None:
+    """Raise ValueError unless ``depth`` x ``width`` is within the hard template limits."""
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ValueError(f"depth must be in 1..{MAX_DEPTH}, got {depth}")
+    if not 1 <= width <= MAX_WIDTH:
+        raise ValueError(f"width must be in 1..{MAX_WIDTH}, got {width}")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One LLM call of a graph: where it sits, which model answers, in which role."""
+
+    layer: int
+    slot: int
+    model: int
+    model_name: str
+    role: str
+
+
+class CollaborationGraph:
+    """One TTS strategy: a layered DAG of LLM calls on a ``D x W`` template.
+
+    ``model_names`` maps the pool indices in ``model`` to names (used by ``to_json`` and
+    ``nodes()``). The arrays are copied, made C-contiguous and read-only; a graph is immutable
+    and hashable by its canonical key.
+    """
+
+    __slots__ = ("model", "role", "edges", "model_names", "_key")
+
+    def __init__(self, model: np.ndarray, role: np.ndarray, edges: np.ndarray,
+                 model_names: Sequence[str]) -> None:
+        model = np.array(model, dtype=np.int16, order="C")
+        role = np.array(role, dtype=np.int8, order="C")
+        edges = np.array(edges, dtype=np.uint8, order="C")
+        if model.ndim != 2:
+            raise ValueError(f"model must be 2-D [D, W], got shape {model.shape}")
+        depth, width = model.shape
+        check_template(depth, width)
+        if role.shape != model.shape:
+            raise ValueError(f"role must have shape {model.shape}, got {role.shape}")
+        if edges.shape != (depth - 1, width, width):
+            raise ValueError(f"edges must have shape {(depth - 1, width, width)}, got {edges.shape}")
+        for arr in (model, role, edges):
+            arr.setflags(write=False)
+        self.model, self.role, self.edges = model, role, edges
+        self.model_names = tuple(model_names)
+        self._key: str | None = None
+        self.validate()
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def template(self) -> tuple[int, int]:
+        """``(D, W)`` of the template the graph lives on."""
+        return self.model.shape  # type: ignore[return-value]
+
+    @property
+    def active(self) -> np.ndarray:
+        """``bool[D, W]``: which slots hold a node."""
+        return self.model >= 0
+
+    @property
+    def layer_widths(self) -> tuple[int, ...]:
+        """Number of nodes in each non-empty layer, first to last."""
+        return tuple(int(c) for c in self.active.sum(axis=1)[: self.depth])
+
+    @property
+    def depth(self) -> int:
+        """Number of layers up to the last one that holds a node."""
+        rows = np.flatnonzero(self.active.any(axis=1))
+        return int(rows[-1]) + 1 if rows.size else 0
+
+    @property
+    def width(self) -> int:
+        """The largest number of nodes in one layer."""
+        return int(self.active.sum(axis=1).max())
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.active.sum())
+
+    def nodes(self) -> list[Node]:
+        """Every node, layer by layer, slot by slot."""
+        return [Node(int(l), int(i), int(self.model[l, i]), self.model_names[self.model[l, i]],
+                     ROLES[self.role[l, i]])
+                for l, i in zip(*np.nonzero(self.active))]
+
+    def edges_list(self) -> list[tuple[int, int, int]]:
+        """Every edge as ``(layer, from_slot, to_slot)`` between layer and layer + 1."""
+        return [(int(l), int(i), int(j)) for l, i, j in zip(*np.nonzero(self.edges))]
+
+    def predecessors(self, layer: int, slot: int) -> list[int]:
+        """Slots of layer - 1 whose answers node (layer, slot) reads."""
+        if layer == 0:
+            return []
+        return [int(i) for i in np.flatnonzero(self.edges[layer - 1, :, slot])]
+
+    def sinks(self) -> list[tuple[int, int]]:
+        """Nodes with no successor: their answers are voted into the graph's answer."""
+        has_succ = np.zeros_like(self.active)
+        if self.edges.shape[0]:
+            has_succ[:-1] = self.edges.any(axis=2)
+        return [(int(l), int(i)) for l, i in zip(*np.nonzero(self.active & ~has_succ))]
+
+    def validate(self) -> None:
+        """Raise ValueError (saying where) unless this is a well-formed collaboration graph.
+
+        Well-formed: at least one node; model indices name models of ``model_names``; roles are
+        registered; empty slots have no role and no edge; a layer's nodes fill a prefix of its
+        slots and no layer is empty below the last one; first-layer nodes are assistants; every
+        later node has a predecessor.
+        """
+        k = len(self.model_names)
+        if self.model.min() < -1 or self.model.max() >= k:
+            bad = self.model[(self.model < -1) | (self.model >= k)][0]
+            raise ValueError(f"model index {bad} is outside the pool of {k} models")
+        if self.role.min() < 0 or self.role.max() >= len(ROLES):
+            raise ValueError(f"role must be in 0..{len(ROLES) - 1} ({', '.join(ROLES)})")
+        if self.edges.size and self.edges.max() > 1:
+            raise ValueError("edges must be 0 or 1")
+        active = self.active
+        if not active.any():
+            raise ValueError("graph has no node")
+        if (self.role[~active] != 0).any():
+            raise ValueError("an empty slot has a role")
+        depth = self.depth
+        for l in range(depth):
+            w = int(active[l].sum())
+            if w == 0:
+                raise ValueError(f"layer {l} is empty but a later layer has nodes")
+            if not active[l, :w].all():
+                raise ValueError(f"layer {l}: nodes must fill slots 0..{w - 1} (a prefix)")
+        if (self.role[0][active[0]] != ASSISTANT).any():
+            raise ValueError("first-layer nodes have no predecessor and must be assistants")
+        for l in range(self.edges.shape[0]):
+            allowed = np.outer(active[l], active[l + 1])
+            if (self.edges[l].astype(bool) & ~allowed).any():
+                raise ValueError(f"an edge between layers {l} and {l + 1} touches an empty slot")
+            missing = active[l + 1] & ~self.edges[l].any(axis=0)
+            if missing.any():
+                raise ValueError(f"node ({l + 1}, {int(np.flatnonzero(missing)[0])}) has no "
+                                 "predecessor")
+
+    # ----------------------------------------------------------------- identity
+    def canonical_key(self) -> str:
+        """A string equal for graphs that differ only by permuting slots within a layer.
+
+        Slots are ordered by a signature of (model, role, ancestors' and descendants' signatures);
+        slots whose signatures tie are ordered by trying their permutations and keeping the
+        smallest encoding (when there are at most 5040 orderings; beyond that the signature
+        order stands, which may, rarely, tell two isomorphic graphs apart).
+        """
+        if self._key is None:
+            self._key = _canonical_key(self)
+        return self._key
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, CollaborationGraph)
+                and self.canonical_key() == other.canonical_key())
+
+    def __hash__(self) -> int:
+        return hash(self.canonical_key())
+
+    def __repr__(self) -> str:
+        return (f"CollaborationGraph(depth={self.depth}, widths={self.layer_widths}, "
+                f"nodes={self.n_nodes})")
+
+    def describe(self) -> str:
+        """One line per layer: ``L0: 3B/assistant, 3B/assistant | L1: 8B/fuser <- 0,1``."""
+        lines = []
+        for l in range(self.depth):
+            cells = []
+            for i in np.flatnonzero(self.active[l]):
+                cell = f"{self.model_names[self.model[l, i]]}/{ROLES[self.role[l, i]]}"
+                preds = self.predecessors(l, int(i))
+                if preds:
+                    cell += " <- " + ",".join(map(str, preds))
+                cells.append(cell)
+            lines.append(f"L{l}: " + "; ".join(cells))
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict:
+        """A JSON-ready description by model *name* (pool order may change between runs)."""
+        d, w = self.template
+        return {
+            "template": {"depth": d, "width": w},
+            "nodes": [{"layer": n.layer, "slot": n.slot, "model": n.model_name, "role": n.role}
+                      for n in self.nodes()],
+            "edges": [list(e) for e in self.edges_list()],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict, model_names: Sequence[str]) -> "CollaborationGraph":
+        """Build a graph from ``to_dict()`` output; models are looked up in ``model_names``."""
+        try:
+            depth = int(data["template"]["depth"])
+            width = int(data["template"]["width"])
+            nodes = data["nodes"]
+            edge_list = data.get("edges", [])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"graph JSON needs template.depth, template.width and nodes: "
+                              f"{exc!r}") from None
+        check_template(depth, width)
+        index = {name: k for k, name in enumerate(model_names)}
+        model = np.full((depth, width), -1, np.int16)
+        role = np.zeros((depth, width), np.int8)
+        edges = np.zeros((depth - 1, width, width), np.uint8)
+        for node in nodes:
+            l, i = int(node["layer"]), int(node["slot"])
+            if not (0 <= l < depth and 0 <= i < width):
+                raise ConfigError(f"node ({l}, {i}) is outside the {depth}x{width} template")
+            name = node["model"]
+            if name not in index:
+                raise ConfigError(f"unknown model {name!r}; the pool has: "
+                                  f"{', '.join(model_names)}")
+            if node.get("role", "assistant") not in ROLES:
+                raise ConfigError(f"unknown role {node.get('role')!r}; allowed: {', '.join(ROLES)}")
+            model[l, i] = index[name]
+            role[l, i] = ROLES.index(node.get("role", "assistant"))
+        for l, i, j in edge_list:
+            if not (0 <= l < depth - 1 and 0 <= i < width and 0 <= j < width):
+                raise ConfigError(f"edge {(l, i, j)} is outside the {depth}x{width} template")
+            edges[l, i, j] = 1
+        try:
+            return cls(model, role, edges, model_names)
+        except ValueError as exc:
+            raise ConfigError(f"invalid graph: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str, model_names: Sequence[str]) -> "CollaborationGraph":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"graph JSON does not parse: {exc}") from None
+        return cls.from_dict(data, model_names)
+
+    @classmethod
+    def chain(cls, models: Sequence[int], model_names: Sequence[str], *,
+              template: tuple[int, int] | None = None) -> "CollaborationGraph":
+        """A sequential graph: ``models[0]`` answers, each next model refines the previous."""
+        return cls.layered([[m] for m in models], model_names, template=template)
+
+    @classmethod
+    def layered(cls, layers: Sequence[Sequence[int]], model_names: Sequence[str], *,
+                roles: Sequence[Sequence[int]] | None = None,
+                template: tuple[int, int] | None = None) -> "CollaborationGraph":
+        """A graph whose consecutive layers are fully connected.
+
+        ``layers[l]`` lists the model indices of layer l; ``roles`` (same shape) defaults to
+        assistants in the first layer and, later, fusers where a node has several predecessors.
+        """
+        depth = len(layers)
+        width = max(len(layer) for layer in layers)
+        d, w = template or (depth, width)
+        model = np.full((d, w), -1, np.int16)
+        role = np.zeros((d, w), np.int8)
+        edges = np.zeros((d - 1, w, w), np.uint8)
+        for l, layer in enumerate(layers):
+            model[l, : len(layer)] = layer
+            if l > 0:
+                edges[l - 1, : len(layers[l - 1]), : len(layer)] = 1
+                role[l, : len(layer)] = FUSER if len(layers[l - 1]) > 1 else ASSISTANT
+            if roles is not None:
+                role[l, : len(layer)] = roles[l]
+        return cls(model, role, edges, model_names)
+
+
+@dataclass
+class GraphBatch:
+    """``B`` graphs of one template as C-contiguous ``[B, ...]`` arrays (what kernels take)."""
+
+    model: np.ndarray   # int16 [B, D, W]
+    role: np.ndarray    # int8  [B, D, W]
+    edges: np.ndarray   # uint8 [B, D-1, W, W]
+
+    def __post_init__(self) -> None:
+        self.model = np.ascontiguousarray(self.model, dtype=np.int16)
+        self.role = np.ascontiguousarray(self.role, dtype=np.int8)
+        self.edges = np.ascontiguousarray(self.edges, dtype=np.uint8)
+        if self.model.ndim != 3:
+            raise ValueError(f"model must be [B, D, W], got shape {self.model.shape}")
+        b, d, w = self.model.shape
+        if self.role.shape != (b, d, w):
+            raise ValueError(f"role must have shape {(b, d, w)}, got {self.role.shape}")
+        if self.edges.shape != (b, max(d - 1, 0), w, w):
+            raise ValueError(f"edges must have shape {(b, max(d - 1, 0), w, w)}, "
+                             f"got {self.edges.shape}")
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[CollaborationGraph]) -> "GraphBatch":
+        if not graphs:
+            raise ValueError("graphs must not be empty")
+        shapes = {g.template for g in graphs}
+        if len(shapes) != 1:
+            raise ValueError(f"graphs must share one template, got {sorted(shapes)}")
+        return cls(np.stack([g.model for g in graphs]), np.stack([g.role for g in graphs]),
+                   np.stack([g.edges for g in graphs]))
+
+    @classmethod
+    def empty(cls, depth: int, width: int) -> "GraphBatch":
+        return cls(np.zeros((0, depth, width), np.int16), np.zeros((0, depth, width), np.int8),
+                   np.zeros((0, max(depth - 1, 0), width, width), np.uint8))
+
+    def __len__(self) -> int:
+        return self.model.shape[0]
+
+    @property
+    def template(self) -> tuple[int, int]:
+        return self.model.shape[1], self.model.shape[2]
+
+    def graph(self, b: int, model_names: Sequence[str]) -> CollaborationGraph:
+        """Graph ``b`` as a validated `CollaborationGraph`."""
+        return CollaborationGraph(self.model[b], self.role[b], self.edges[b], model_names)
+
+    def graphs(self, model_names: Sequence[str]) -> Iterator[CollaborationGraph]:
+        for b in range(len(self)):
+            yield self.graph(b, model_names)
+
+    def take(self, index: np.ndarray | slice) -> "GraphBatch":
+        """The sub-batch at ``index`` (a slice, integer indices or a boolean mask)."""
+        return GraphBatch(self.model[index], self.role[index], self.edges[index])
+
+
+# --------------------------------------------------------------------- canonical form
+def _node_signatures(g: CollaborationGraph) -> dict[tuple[int, int], str]:
+    """Signature of each node: its label plus its ancestors' and descendants' signatures."""
+    depth = g.depth
+    label = {(l, i): f"{g.model[l, i]}.{g.role[l, i]}"
+             for l in range(depth) for i in np.flatnonzero(g.active[l])}
+    up: dict[tuple[int, int], str] = {}
+    for l in range(depth):
+        for i in np.flatnonzero(g.active[l]):
+            preds = sorted(up[(l - 1, p)] for p in g.predecessors(l, int(i)))
+            up[(l, int(i))] = label[(l, int(i))] + "<(" + ",".join(preds) + ")"
+    down: dict[tuple[int, int], str] = {}
+    for l in reversed(range(depth)):
+        for i in np.flatnonzero(g.active[l]):
+            succ = (sorted(down[(l + 1, int(s))] for s in np.flatnonzero(g.edges[l, i]))
+                    if l < g.edges.shape[0] else [])
+            down[(l, int(i))] = label[(l, int(i))] + ">(" + ",".join(succ) + ")"
+    return {key: up[key] + "|" + down[key] for key in up}
+
+
+def _encode(g: CollaborationGraph, orders: list[list[int]]) -> str:
+    """Encoding of the graph with each layer's slots renumbered in ``orders[l]`` order."""
+    parts = []
+    for l, order in enumerate(orders):
+        parts.append(",".join(f"{g.model[l, i]}.{g.role[l, i]}" for i in order))
+        if l + 1 < len(orders):
+            nxt = orders[l + 1]
+            parts.append("".join(str(int(g.edges[l, i, j])) for i in order for j in nxt))
+    return f"{g.depth}|" + "/".join(parts)
+
+
+def _canonical_key(g: CollaborationGraph) -> str:
+    sig = _node_signatures(g)
+    groups_per_layer: list[list[list[int]]] = []
+    for l in range(g.depth):
+        slots = sorted((int(i) for i in np.flatnonzero(g.active[l])), key=lambda i: sig[(l, i)])
+        groups = [list(grp) for _, grp in itertools.groupby(slots, key=lambda i: sig[(l, i)])]
+        groups_per_layer.append(groups)
+    n_orders = math.prod(math.factorial(len(grp)) for groups in groups_per_layer
+                         for grp in groups)
+    if n_orders > _MAX_TIE_PERMUTATIONS:
+        return _encode(g, [[i for grp in groups for i in grp] for groups in groups_per_layer])
+    choices = [[list(p) for p in itertools.permutations(grp)]
+               for groups in groups_per_layer for grp in groups]
+    best = None
+    for combo in itertools.product(*choices):
+        it = iter(combo)
+        orders = [[i for _ in groups for i in next(it)] for groups in groups_per_layer]
+        enc = _encode(g, orders)
+        if best is None or enc < best:
+            best = enc
+    assert best is not None
+    return best

@@ -1,0 +1,74 @@
+"""The LLM client protocol every backend speaks, and the completion record it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+Message = Mapping[str, str]
+"""One chat message: ``{"role": "system"|"user"|"assistant", "content": str}``."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated answer with what it cost.
+
+    ``latency_s`` is the wall time of the request that produced it; ``cached`` is True when a
+    ResponseBank served it instead of a server.
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    model: str
+    finish_reason: str | None = None
+    cached: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """The sampling settings of one request; part of the ResponseBank key."""
+
+    temperature: float = 0.7
+    max_tokens: int = 256
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """Anything that turns chat messages into completions (a server, a bank, a simulation)."""
+
+    async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
+                       temperature: float = 0.7, max_tokens: int = 256,
+                       seed: int | None = None,
+                       stop: Sequence[str] | None = None) -> list[Completion]:
+        """Return ``n`` completions of ``messages`` by ``model`` (a pool model name)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the client is unusable afterwards."""
+        ...
+
+
+def sample_seed(seed: int | None, index: int) -> int | None:
+    """The seed of sample ``index`` of a request seeded with ``seed``.
+
+    Servers that ignore ``n`` (llama.cpp) and the ResponseBank both ask for sample ``k`` as its
+    own ``n=1`` request; giving each index its own seed keeps those samples distinct yet
+    reproducible. Index 0 keeps ``seed`` itself, so a plain ``n=1`` call and sample 0 of a larger
+    request are the same request. The result stays a non-negative 31-bit int because some
+    servers reject larger seeds.
+    """
+    if seed is None or index == 0:
+        return seed
+    # splitmix64 finaliser: neighbouring (seed, index) pairs land far apart.
+    z = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) & 0x7FFFFFFF
