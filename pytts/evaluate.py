@@ -1,0 +1,131 @@
+"""Evaluator: one graph on a dataset -> EvalResult (accuracy with its interval, cost, latency).
+
+Questions run concurrently under one global limit; answer checks that block (code in a sandbox)
+run in worker threads so the event loop keeps serving LLM calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from scipy.stats import binomtest
+
+from .errors import LLMError
+from .execute import ExecutionResult, GraphExecutor
+from .graph import CollaborationGraph
+from .tasks.base import Question
+
+
+@dataclass
+class EvalResult:
+    """How one graph did on a set of questions.
+
+    ``accuracy`` counts a failed question (no sink answered) as wrong; ``ci_low``/``ci_high`` is
+    the 95% Wilson interval; ``mean_flops``/``mean_latency_s`` are per question, measured from
+    real usage; ``calls_made``/``calls_served`` split the calls between servers and the bank.
+    """
+
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n_questions: int
+    correct: list[bool]
+    answers: list[str | None]
+    mean_flops: float
+    mean_latency_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    calls_made: int
+    calls_served: int
+    n_failed: int = 0
+    wall_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EvalResult":
+        return cls(**data)
+
+    @classmethod
+    def from_scores(cls, correct: Sequence[bool], *, mean_flops: float, mean_latency_s: float,
+                    answers: Sequence[str | None] | None = None, **extra) -> "EvalResult":
+        """Build from per-question correctness (accuracy and interval computed here)."""
+        k, n = int(sum(correct)), len(correct)
+        low, high = wilson_interval(k, n)
+        return cls(accuracy=k / n if n else 0.0, ci_low=low, ci_high=high, n_questions=n,
+                   correct=[bool(c) for c in correct],
+                   answers=list(answers) if answers is not None else [None] * n,
+                   mean_flops=float(mean_flops), mean_latency_s=float(mean_latency_s),
+                   prompt_tokens=int(extra.pop("prompt_tokens", 0)),
+                   completion_tokens=int(extra.pop("completion_tokens", 0)),
+                   calls_made=int(extra.pop("calls_made", 0)),
+                   calls_served=int(extra.pop("calls_served", 0)), **extra)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (``(0, 1)`` when n = 0)."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+class Evaluator:
+    """Scores graphs on a fixed list of questions with a `GraphExecutor`.
+
+    ``concurrency`` bounds how many questions run at once (each may issue several calls).
+    """
+
+    def __init__(self, executor: GraphExecutor, questions: Sequence[Question] | None = None,
+                 *, concurrency: int = 32) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.executor = executor
+        self.questions = list(questions if questions is not None else executor.task.questions)
+        if not self.questions:
+            raise ValueError("the evaluator has no questions")
+        self.concurrency = concurrency
+
+    @property
+    def task(self):
+        return self.executor.task
+
+    async def evaluate(self, graph: CollaborationGraph) -> EvalResult:
+        """Run ``graph`` on every question; LLMError if every question failed."""
+        start = time.perf_counter()
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(question: Question) -> tuple[ExecutionResult, bool]:
+            async with limit:
+                run = await self.executor.run(graph, question)
+            ok = False
+            if not run.failed:
+                ok = await asyncio.to_thread(self.task.check, question, run.answer)
+            return run, ok
+
+        runs = await asyncio.gather(*(one(q) for q in self.questions))
+        failed = [r for r, _ in runs if r.failed]
+        if len(failed) == len(runs):
+            raise LLMError(f"every question failed; first: {failed[0].error}")
+        n = len(runs)
+        return EvalResult.from_scores(
+            [ok for _, ok in runs], answers=[r.answer for r, _ in runs],
+            mean_flops=sum(r.flops for r, _ in runs) / n,
+            mean_latency_s=sum(r.latency_s for r, _ in runs) / n,
+            prompt_tokens=sum(r.prompt_tokens for r, _ in runs),
+            completion_tokens=sum(r.completion_tokens for r, _ in runs),
+            calls_made=sum(r.calls_made for r, _ in runs),
+            calls_served=sum(r.calls_served for r, _ in runs),
+            n_failed=len(failed), wall_s=time.perf_counter() - start,
+            errors=sorted({r.error for r in failed if r.error})[:5])
+
+    def evaluate_sync(self, graph: CollaborationGraph) -> EvalResult:
+        """`evaluate` from synchronous code (runs its own event loop)."""
+        return asyncio.run(self.evaluate(graph))
+
+

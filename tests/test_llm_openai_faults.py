@@ -1,0 +1,208 @@
+"""OpenAIClient against a loopback server that fails in each way a real endpoint can."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from typing import AsyncIterator
+
+import pytest
+
+from fake_openai import FakeOpenAI
+from pytts.errors import ConfigError, LLMError
+from pytts.llm.base import sample_seed
+from pytts.llm.openai import OpenAIClient, RetryPolicy
+
+pytestmark = pytest.mark.server
+
+MESSAGES = [{"role": "user", "content": "2+2?"}]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(hang_s=5.0) as srv:
+        yield srv
+
+
+def client_for(server: FakeOpenAI, **kwargs: object) -> OpenAIClient:
+    kwargs.setdefault("backoff_base_s", 0.01)
+    kwargs.setdefault("jitter_seed", 0)
+    return OpenAIClient(server.base_url, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_429_waits_for_retry_after_then_succeeds(server: FakeOpenAI) -> None:
+    async with client_for(server) as client:
+        t0 = time.perf_counter()
+        out = await client.complete("429-then-ok", MESSAGES)
+        elapsed = time.perf_counter() - t0
+    assert server.hits["429-then-ok"] == 2
+    assert out[0].text.endswith("hit=2")
+    assert 0.3 <= elapsed < 1.5  # the server asked for 0.3 s
+
+
+async def test_retry_after_is_capped_at_four_times_backoff_max(server: FakeOpenAI) -> None:
+    async with client_for(server, backoff_max_s=0.02) as client:
+        t0 = time.perf_counter()
+        await client.complete("429-then-ok", MESSAGES)
+        elapsed = time.perf_counter() - t0
+    assert server.hits["429-then-ok"] == 2
+    assert elapsed < 0.25  # cap 0.08 s, not the 0.3 s the server asked for
+
+
+async def test_500_is_retried_then_succeeds(server: FakeOpenAI) -> None:
+    async with client_for(server) as client:
+        out = await client.complete("500-then-ok", MESSAGES)
+    assert server.hits["500-then-ok"] == 2
+    assert out[0].text.endswith("hit=2")
+
+
+async def test_persistent_5xx_gives_up_after_max_retries(server: FakeOpenAI) -> None:
+    async with client_for(server, max_retries=2) as client:
+        with pytest.raises(LLMError) as info:
+            await client.complete("always-500", MESSAGES)
+    assert server.hits["always-500"] == 3
+    err = info.value
+    assert (err.status, err.model, err.endpoint) == (503, "always-500", server.base_url)
+    assert "overloaded" in str(err) and "3 attempt" in str(err)
+
+
+async def test_hanging_server_times_out_each_attempt(server: FakeOpenAI) -> None:
+    timeout, retries = 0.3, 1
+    async with client_for(server, timeout_s=timeout, max_retries=retries) as client:
+        t0 = time.perf_counter()
+        with pytest.raises(LLMError) as info:
+            await client.complete("hang", MESSAGES)
+        elapsed = time.perf_counter() - t0
+    attempts = retries + 1
+    assert server.hits["hang"] == attempts
+    assert timeout * attempts <= elapsed < timeout * attempts + 0.5
+    assert "timed out" in str(info.value) and info.value.status is None
+
+
+async def test_malformed_json_is_retried_then_reported(server: FakeOpenAI) -> None:
+    async with client_for(server, max_retries=2) as client:
+        with pytest.raises(LLMError) as info:
+            await client.complete("malformed", MESSAGES)
+    assert server.hits["malformed"] == 3
+    assert "malformed JSON" in str(info.value) and '{"choices"' in str(info.value)
+
+
+async def test_connection_closed_mid_body_is_retried(server: FakeOpenAI) -> None:
+    async with client_for(server, max_retries=1, timeout_s=2.0) as client:
+        t0 = time.perf_counter()
+        with pytest.raises(LLMError) as info:
+            await client.complete("truncated", MESSAGES)
+        elapsed = time.perf_counter() - t0
+    assert server.hits["truncated"] == 2
+    assert elapsed < 2.0 * 2
+    assert "Payload" in str(info.value) or "Disconnected" in str(info.value)
+
+
+async def test_400_is_not_retried_and_names_everything(server: FakeOpenAI) -> None:
+    async with client_for(server) as client:
+        with pytest.raises(LLMError) as info:
+            await client.complete("400", MESSAGES)
+    assert server.hits["400"] == 1
+    err = info.value
+    assert (err.status, err.model, err.endpoint) == (400, "400", server.base_url)
+    assert "max_tokens too large" in str(err)
+
+
+async def test_valid_json_that_is_not_a_completion_is_not_retried(server: FakeOpenAI) -> None:
+    async with client_for(server) as client:
+        with pytest.raises(LLMError, match="not a chat completion"):
+            await client.complete("wrong-shape", MESSAGES)
+    assert server.hits["wrong-shape"] == 1
+
+
+async def test_refused_connection_is_retried_then_reported() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    async with OpenAIClient(url, max_retries=2, backoff_base_s=0.01) as client:
+        with pytest.raises(LLMError) as info:
+            await client.complete("ok", MESSAGES)
+    assert info.value.endpoint == url and "3 attempt" in str(info.value)
+
+
+async def test_request_carries_sampling_params(server: FakeOpenAI) -> None:
+    async with client_for(server) as client:
+        await client.complete("ok", MESSAGES, n=2, temperature=0.3, max_tokens=17, seed=5,
+                              stop=["\n\n"])
+    body = server.requests[-1]
+    assert body == {"model": "ok", "messages": MESSAGES, "n": 2, "temperature": 0.3,
+                    "max_tokens": 17, "seed": 5, "stop": ["\n\n"]}
+
+
+async def test_usage_is_shared_prompt_and_split_completion(server: FakeOpenAI) -> None:
+    async with client_for(server) as client:
+        out = await client.complete("ok", MESSAGES, n=3)
+    assert [c.prompt_tokens for c in out] == [11, 11, 11]
+    assert [c.completion_tokens for c in out] == [6, 5, 5]  # 16 in total
+    assert all(0 < c.latency_s < 1 and c.model == "ok" and not c.cached for c in out)
+    assert [c.finish_reason for c in out] == ["stop"] * 3
+
+
+async def test_server_ignoring_n_is_topped_up_with_per_sample_seeds(server: FakeOpenAI) -> None:
+    async with client_for(server) as client:
+        out = await client.complete("single", MESSAGES, n=3, seed=7)
+    assert len(out) == 3 and server.hits["single"] == 3
+    assert sorted(r.get("seed") for r in server.requests) == sorted(
+        [7, sample_seed(7, 1), sample_seed(7, 2)])
+    assert len({c.text for c in out}) == 3
+
+
+@pytest.mark.parametrize("limit, low, high", [(8, 0.2, 0.5), (2, 0.8, 1.3)])
+async def test_concurrency_is_bounded_per_client(server: FakeOpenAI, limit: int, low: float,
+                                                 high: float) -> None:
+    async with client_for(server, max_concurrency=limit) as client:
+        await client.complete("ok", MESSAGES)  # open the session outside the timed region
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client.complete("slow", MESSAGES) for _ in range(8)))
+        elapsed = time.perf_counter() - t0
+    assert low <= elapsed < high
+
+
+async def test_api_key_is_sent_but_never_shown(server: FakeOpenAI,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    secret = "sk-test-SECRET-0123456789"
+    caplog.set_level(logging.DEBUG, logger="pytts.llm")
+    client = client_for(server, api_key=secret, max_retries=1)
+    async with client:
+        await client.complete("500-then-ok", MESSAGES)  # logs a retry
+        with pytest.raises(LLMError) as info:
+            await client.complete("401-echo-auth", MESSAGES)  # server echoes the key back
+    assert server.headers[0]["Authorization"] == f"Bearer {secret}"
+    assert caplog.records, "the retry should have been logged"
+    assert secret not in repr(client)
+    assert secret not in str(info.value) and "***" in str(info.value)
+    assert secret not in caplog.text
+
+
+async def test_api_key_from_env(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTTS_TEST_KEY", "sk-from-env")
+    async with client_for(server, api_key_env="PYTTS_TEST_KEY") as client:
+        await client.complete("ok", MESSAGES)
+    assert server.headers[0]["Authorization"] == "Bearer sk-from-env"
+
+
+def test_missing_api_key_env_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTTS_NO_SUCH_KEY", raising=False)
+    with pytest.raises(ConfigError, match="PYTTS_NO_SUCH_KEY"):
+        OpenAIClient("http://127.0.0.1:1/v1", api_key_env="PYTTS_NO_SUCH_KEY")
+
+
+def test_backoff_is_full_jitter_and_bounded() -> None:
+    policy = RetryPolicy(max_retries=4, backoff_base_s=0.25, backoff_max_s=1.0)
+    rng = random.Random(1)
+    waits = [policy.delay(attempt, None, rng) for attempt in range(8) for _ in range(200)]
+    assert all(0.0 <= w <= 1.0 for w in waits)
+    assert max(policy.delay(0, None, rng) for _ in range(200)) <= 0.25
+    assert max(waits) > 0.9  # later attempts do reach the cap
+    assert policy.delay(0, 2.5, rng) == 2.5 and policy.delay(0, 60.0, rng) == 4.0
+    assert RetryPolicy.retries_status(429) and RetryPolicy.retries_status(502)
+    assert not RetryPolicy.retries_status(400) and not RetryPolicy.retries_status(404)
