@@ -103,9 +103,11 @@ class Budget:
         if isinstance(spec, str):
             text = spec.strip()
             try:
-                return cls(flops=float(text))
+                value = float(text)
             except ValueError:
                 pass
+            else:
+                return cls(flops=value)
             match = _MULTIPLE.match(text)
             if match:
                 try:

@@ -163,8 +163,9 @@ class GraphExecutor:
     def _summarise(self, graph: CollaborationGraph, nodes: dict, wall_s: float
                    ) -> ExecutionResult:
         ordered = [nodes[k] for k in sorted(nodes)]
-        sink_answers = [nodes[k].answer for k in graph.sinks()]
-        answered = [n for n in (nodes[k] for k in graph.sinks()) if n.error is None]
+        sinks = graph.vote_order()
+        sink_answers = [nodes[k].answer for k in sinks]
+        answered = [n for n in (nodes[k] for k in sinks) if n.error is None]
         ids = intern_answers(sink_answers).reshape(1, -1)
         winner, support = vote(ids)
         answer = None

@@ -132,6 +132,16 @@ class CollaborationGraph:
             has_succ[:-1] = self.edges.any(axis=2)
         return [(int(l), int(i)) for l, i in zip(*np.nonzero(self.active & ~has_succ))]
 
+    def vote_order(self) -> list[tuple[int, int]]:
+        """The sinks in the order the vote reads them (ties go to the first answer seen).
+
+        The order follows the nodes' canonical signatures, not their slots, so graphs that differ
+        only by permuting slots within a layer vote identically: `canonical_key` can then stand
+        for the graph's behaviour, not just its shape.
+        """
+        sig = _node_signatures(self)
+        return sorted(self.sinks(), key=lambda s: (sig[s], s))
+
     def validate(self) -> None:
         """Raise ValueError (saying where) unless this is a well-formed collaboration graph.
 

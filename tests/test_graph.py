@@ -138,3 +138,12 @@ def test_graph_batch_is_contiguous_and_round_trips():
     assert [g.canonical_key() for g in batch.graphs(NAMES)] == [g.canonical_key() for g in graphs]
     with pytest.raises(ValueError, match="one template"):
         GraphBatch.from_graphs([_diamond(), CollaborationGraph.chain([0], NAMES)])
+
+
+def test_vote_order_is_the_same_for_slot_permutations():
+    a = CollaborationGraph.layered([[0, 2]], NAMES)
+    b = CollaborationGraph.layered([[2, 0]], NAMES)
+    assert a.canonical_key() == b.canonical_key()
+    order = lambda g: [g.model[s] for s in g.vote_order()]  # noqa: E731
+    assert order(a) == order(b)
+    assert sorted(a.vote_order()) == a.sinks()

@@ -156,6 +156,11 @@ class ResponseBank:
         self.misses += n - len(found)
         return found
 
+    async def aget(self, model: str, prompt_hash: str, params_hash: str,
+                   n: int) -> dict[int, Completion]:
+        """`get` for async callers (a local lookup; remote banks make it a real await)."""
+        return self.get(model, prompt_hash, params_hash, n)
+
     def put_many_nowait(self, model: str, prompt_hash: str, params_hash: str,
                         items: Mapping[int, Completion]) -> concurrent.futures.Future[None]:
         """Queue ``items`` (sample index -> completion) for the writer; the future resolves
@@ -271,7 +276,7 @@ class BankedClient:
             raise ValueError(f"n must be >= 1, got {n}")
         params = SamplingParams(temperature, max_tokens, seed, tuple(stop or ()))
         ph, pa = prompt_hash(messages), params_hash(params)
-        result = self.bank.get(model, ph, pa, n)
+        result = await self.bank.aget(model, ph, pa, n)
         self.calls_served += len(result)
         while len(result) < n:
             missing = [k for k in range(n) if k not in result]
@@ -302,7 +307,7 @@ class BankedClient:
                 result[k] = dataclasses.replace(shared, cached=True)
                 self.calls_served += 1
             if len(result) < n:
-                result.update(self.bank.get(model, ph, pa, n))
+                result.update(await self.bank.aget(model, ph, pa, n))
         return [result[k] for k in range(n)]
 
     async def _fetch(self, model: str, messages: Sequence[Message], params: SamplingParams,

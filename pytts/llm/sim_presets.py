@@ -1,0 +1,253 @@
+"""Presets of the simulated pool: which demo models play, how skilled each is on the preset's task
+family, and how questions, refiners and fusers behave (the latent model of `pytts.llm.sim`).
+
+The numbers are calibrated so that the paper's three insights hold on the simulated tasks
+(tests/test_sim_insights.py checks them); they are not measurements of the real models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..cost import Budget
+from ..errors import ConfigError
+
+ANSWER_KINDS = ("integer", "letter")
+MAX_DISTRACTORS = 8
+"""Upper bound on distractors per question: answer codes above it name free-form wrong answers."""
+
+
+@dataclass(frozen=True)
+class SimModel:
+    """How one pool model behaves in a preset.
+
+    ``name`` is a model of `pytts.demo_pool.DEMO_MODELS` (its costs are reused as they are).
+    ``skill`` is on the logit scale of the question difficulty: a first answer is right with
+    probability ``sigmoid(slope * (skill - difficulty))``. ``refine`` and ``fuse`` shift the
+    skill when the model refines or fuses (some models check or compare better than they
+    solve); ``fail`` is the probability that a reply ends without a final answer.
+    """
+
+    name: str
+    skill: float
+    refine: float = 0.0
+    fuse: float = 0.0
+    fail: float = 0.01
+
+    def __post_init__(self) -> None:
+        for attr in ("skill", "refine", "fuse"):
+            if not math.isfinite(getattr(self, attr)):
+                raise ConfigError(f"sim model {self.name!r}: {attr} must be finite")
+        if not 0.0 <= self.fail < 1.0:
+            raise ConfigError(f"sim model {self.name!r}: fail must be in [0, 1), got {self.fail}")
+
+
+@dataclass(frozen=True)
+class SimPreset:
+    """A simulated task family and pool: models, questions, role behaviour, costs, budgets.
+
+    Questions: difficulty ~ Normal(``difficulty_mean``, ``difficulty_std``), and a fraction
+    ``hard_fraction`` is ``hard_shift`` harder still (hard for every model). A wrong answer is
+    a fresh free-form answer with probability ``noise``, else one of ``n_distractors``
+    plausible distractors, chosen with question-specific weights ~ Dirichlet(``concentration``)
+    (a small concentration makes one distractor dominate, so votes can agree on it).
+
+    Refining a right answer keeps it with ``sigmoid(slope * (skill + refine - difficulty) +
+    keep_offset)``; a wrong one is fixed with ``sigmoid(slope * (skill + refine - difficulty) -
+    fix_offset)``, else kept with probability ``stick`` or replaced by a fresh wrong answer. A
+    refiner shown several attempts checks the answer most of them give (ties: the first).
+    A fuser that sees the right answer among its candidates picks it with
+    ``sigmoid(slope * (skill + fuse - difficulty) + fuse_share * (share - 0.5) + fuse_offset)``
+    (``share``: the right answer's fraction of the candidates that have an answer); without
+    it, it works the answer out itself with ``sigmoid(slope * (skill + fuse - difficulty) -
+    fix_offset)``; when it does not answer right it follows the candidates' most common wrong
+    answer with probability ``follow``, else writes a fresh wrong answer. A refiner or fuser
+    whose inputs carry no answer at all answers the question afresh. Any reply then fails
+    (no final answer) with the model's ``fail`` probability.
+
+    ``prompt_tokens`` is the task prompt's length (the questions are written to it) and goes
+    to the CostModel; ``template`` is the recommended (D, W) search template; ``budgets`` are
+    named `Budget` specs. ``n_dev``/``n_test`` are the split sizes.
+    """
+
+    name: str
+    family: str
+    description: str
+    models: tuple[SimModel, ...]
+    answer_kind: str = "integer"
+    slope: float = 1.5
+    difficulty_mean: float = 0.0
+    difficulty_std: float = 1.0
+    hard_fraction: float = 0.1
+    hard_shift: float = 3.0
+    n_distractors: int = 3
+    concentration: float = 0.6
+    noise: float = 0.2
+    keep_offset: float = 2.0
+    fix_offset: float = 1.0
+    stick: float = 0.6
+    fuse_share: float = 3.0
+    fuse_offset: float = 1.0
+    follow: float = 0.7
+    prompt_tokens: float = 150.0
+    template: tuple[int, int] = (3, 6)
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
+    n_dev: int = 100
+    n_test: int = 200
+
+    def __post_init__(self) -> None:
+        where = f"sim preset {self.name!r}"
+        if not self.models:
+            raise ConfigError(f"{where} has no models")
+        if self.answer_kind not in ANSWER_KINDS:
+            raise ConfigError(f"{where}: answer_kind must be one of {ANSWER_KINDS}")
+        if self.answer_kind == "letter" and (self.n_distractors != 3 or self.noise != 0.0):
+            raise ConfigError(f"{where}: letter answers have exactly 3 distractors (the other "
+                              "choices) and no free-form noise")
+        if not 1 <= self.n_distractors <= MAX_DISTRACTORS:
+            raise ConfigError(f"{where}: n_distractors must be in 1..{MAX_DISTRACTORS}")
+        for attr in ("hard_fraction", "stick", "follow"):
+            if not 0.0 <= getattr(self, attr) <= 1.0:
+                raise ConfigError(f"{where}: {attr} must be in [0, 1]")
+        if not 0.0 <= self.noise < 1.0:
+            raise ConfigError(f"{where}: noise must be in [0, 1)")
+        if self.slope <= 0 or self.difficulty_std < 0 or self.concentration <= 0:
+            raise ConfigError(f"{where}: slope and concentration must be > 0, "
+                              "difficulty_std >= 0")
+        if self.prompt_tokens < 40:
+            raise ConfigError(f"{where}: prompt_tokens must be at least 40")
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+
+def _calls(n: float, model: str) -> Budget:
+    return Budget(calls=n, model=model)
+
+
+PRESETS: dict[str, SimPreset] = {}
+
+
+def _register(preset: SimPreset) -> SimPreset:
+    PRESETS[preset.name] = preset
+    return preset
+
+
+MATH_LIKE = _register(SimPreset(
+    name="math-like",
+    family="math",
+    description=("Competition-style math: Qwen beats Llama at every size (Qwen 1.5B about "
+                 "matches Llama 8B); votes saturate on shared mistakes; a refinement step or "
+                 "two helps, long chains of weaker refiners drift."),
+    models=(
+        SimModel("qwen2.5-1.5b", skill=0.15, refine=-0.2, fuse=-0.3, fail=0.02),
+        SimModel("qwen2.5-3b", skill=0.5, refine=0.0, fuse=0.0, fail=0.01),
+        SimModel("qwen2.5-7b", skill=0.9, refine=0.2, fuse=0.3, fail=0.01),
+        SimModel("llama3.2-1b", skill=-0.9, refine=-0.5, fuse=-0.6, fail=0.04),
+        SimModel("llama3.2-3b", skill=-0.1, refine=-0.2, fuse=-0.2, fail=0.02),
+        SimModel("llama3.1-8b", skill=0.05, refine=0.0, fuse=0.1, fail=0.01),
+    ),
+    answer_kind="integer",
+    slope=1.5,
+    difficulty_std=1.1,
+    hard_fraction=0.12,
+    hard_shift=3.0,
+    n_distractors=3,
+    concentration=0.5,
+    noise=0.25,
+    prompt_tokens=150.0,
+    template=(4, 6),
+    budgets={"low": _calls(6, "qwen2.5-1.5b"), "high": _calls(20, "qwen2.5-1.5b")},
+))
+
+MMLU_LIKE = _register(SimPreset(
+    name="mmlu-like",
+    family="mmlu",
+    description=("Knowledge multiple choice: Llama beats Qwen at every size; a checker rarely "
+                 "fixes what it does not know and sometimes talks itself out of a right "
+                 "letter (depth hurts); four letters make wrong votes collide."),
+    models=(
+        SimModel("qwen2.5-1.5b", skill=-0.55, refine=-0.3, fuse=-0.2, fail=0.01),
+        SimModel("qwen2.5-3b", skill=-0.05, refine=-0.2, fuse=0.0, fail=0.01),
+        SimModel("qwen2.5-7b", skill=0.45, refine=0.0, fuse=0.1, fail=0.01),
+        SimModel("llama3.2-1b", skill=-0.35, refine=-0.3, fuse=-0.3, fail=0.02),
+        SimModel("llama3.2-3b", skill=0.3, refine=0.0, fuse=0.1, fail=0.01),
+        SimModel("llama3.1-8b", skill=0.85, refine=0.1, fuse=0.3, fail=0.005),
+    ),
+    answer_kind="letter",
+    slope=1.3,
+    difficulty_mean=-0.2,
+    difficulty_std=1.2,
+    hard_fraction=0.1,
+    hard_shift=3.0,
+    n_distractors=3,
+    concentration=0.8,
+    noise=0.0,
+    keep_offset=1.8,
+    fix_offset=2.5,
+    stick=0.8,
+    prompt_tokens=220.0,
+    template=(3, 6),
+    budgets={"low": _calls(6, "llama3.2-1b"), "high": _calls(20, "llama3.2-1b")},
+))
+
+CODE_LIKE = _register(SimPreset(
+    name="code-like",
+    family="code",
+    description=("Program synthesis judged by output: Llama 8B writes the best first draft, "
+                 "Qwen models debug best (mixed-family graphs win); wrong programs fail in "
+                 "many different ways, so votes over outputs rarely agree on a wrong one."),
+    models=(
+        SimModel("qwen2.5-1.5b", skill=-0.5, refine=0.4, fuse=0.0, fail=0.03),
+        SimModel("qwen2.5-3b", skill=-0.05, refine=0.5, fuse=0.1, fail=0.02),
+        SimModel("qwen2.5-7b", skill=0.5, refine=0.7, fuse=0.3, fail=0.01),
+        SimModel("llama3.2-1b", skill=-1.1, refine=-0.3, fuse=-0.4, fail=0.05),
+        SimModel("llama3.2-3b", skill=-0.3, refine=-0.3, fuse=-0.2, fail=0.03),
+        SimModel("llama3.1-8b", skill=0.7, refine=-0.3, fuse=0.0, fail=0.01),
+    ),
+    answer_kind="integer",
+    slope=1.8,
+    difficulty_mean=0.2,
+    difficulty_std=1.0,
+    hard_fraction=0.1,
+    hard_shift=3.0,
+    n_distractors=2,
+    concentration=1.0,
+    noise=0.6,
+    keep_offset=2.5,
+    fix_offset=0.5,
+    stick=0.5,
+    prompt_tokens=260.0,
+    template=(4, 6),
+    budgets={"low": _calls(4, "qwen2.5-3b"), "high": _calls(8, "qwen2.5-3b")},
+))
+
+TINY = _register(dataclasses.replace(
+    MATH_LIKE,
+    name="tiny",
+    description=("Three small models on math-like questions, for a 2x2 template small enough to "
+                 "enumerate (3216 graphs: ground truth for exhaustive search). At the low "
+                 "budget the best graph answers and refines; at the high one it fuses two "
+                 "answers."),
+    models=tuple(m for m in MATH_LIKE.models
+                 if m.name in ("qwen2.5-1.5b", "qwen2.5-3b", "llama3.2-1b")),
+    template=(2, 2),
+    budgets={"low": _calls(6, "qwen2.5-1.5b"), "high": _calls(8, "qwen2.5-1.5b")},
+    n_dev=60,
+    n_test=120,
+))
+
+
+def get_preset(preset: "str | SimPreset") -> SimPreset:
+    """The preset called ``preset`` (or ``preset`` itself); ConfigError listing the names."""
+    if isinstance(preset, SimPreset):
+        return preset
+    try:
+        return PRESETS[preset]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown sim preset {preset!r}; choose one of "
+                          f"{', '.join(PRESETS)}") from None

@@ -1,0 +1,110 @@
+"""GraphExecutor and Evaluator against a local fake OpenAI server: concurrency, failures, costs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pytts import CollaborationGraph, LLMError, ModelPool
+from pytts.evaluate import Evaluator
+from pytts.execute import GraphExecutor
+from pytts.llm.router import RoutedClient
+from pytts.tasks.arith import ArithTask
+
+from fake_openai import FakeOpenAI
+
+DELAY_S = 0.25
+
+
+def _pool(base_url: str) -> ModelPool:
+    """Pool names mapped onto the fake server's behaviours."""
+    spec = {"family": "fake", "params_b": 1.0, "endpoint": base_url}
+    return ModelPool.from_dicts([
+        {"name": "slow", "api_model": "slow", **spec},
+        {"name": "ok", "api_model": "ok", **spec},
+        {"name": "broken", "api_model": "400", **spec},
+    ])
+
+
+@pytest.fixture
+async def fake():
+    async with FakeOpenAI(slow_s=DELAY_S) as server:
+        yield server
+
+
+async def test_parallel_branches_overlap_width_8_depth_2_takes_two_delays(fake):
+    pool = _pool(fake.base_url)
+    task = ArithTask(n=1, seed=0)
+    client = RoutedClient(pool, max_concurrency=64)
+    try:
+        executor = GraphExecutor(client, pool, task)
+        graph = CollaborationGraph.layered([[0] * 8, [0] * 8], pool.names)
+        start = time.perf_counter()
+        result = await executor.run(graph, task.questions[0])
+        elapsed = time.perf_counter() - start
+    finally:
+        await client.aclose()
+    assert fake.hits["slow"] == 16
+    assert 2 * DELAY_S <= elapsed < 4 * DELAY_S, elapsed       # not 16 delays
+    assert len(result.nodes) == 16 and not result.failed
+    # FLOPs from real usage: 16 calls x 2e9 x 1B params x (prompt + completion tokens)
+    assert result.flops == pytest.approx(
+        2e9 * (result.prompt_tokens + result.completion_tokens))
+    assert result.calls_made == 16 and result.calls_served == 0
+
+
+async def test_a_failed_node_is_reported_and_the_vote_uses_what_arrived(fake):
+    pool = _pool(fake.base_url)
+    task = ArithTask(n=1, seed=0)
+    client = RoutedClient(pool, max_retries=0)
+    try:
+        executor = GraphExecutor(client, pool, task)
+        graph = CollaborationGraph.layered([[1, 2, 1]], pool.names)
+        result = await executor.run(graph, task.questions[0])
+        assert not result.failed
+        errors = [n for n in result.nodes if n.error]
+        assert [n.model for n in errors] == ["broken"] and "400" in errors[0].error
+        arrived = [n.answer for n in result.nodes if n.error is None]
+        assert len(arrived) == 2 and result.answer in arrived    # voted on what arrived
+        all_broken = CollaborationGraph.layered([[2], [1]], pool.names)
+        dead = await executor.run(all_broken, task.questions[0])
+        assert dead.failed and "no sink answered" in dead.error
+        assert dead.nodes[1].error and "every predecessor failed" in dead.nodes[1].error
+    finally:
+        await client.aclose()
+
+
+async def test_evaluator_reports_accuracy_interval_and_raises_when_everything_failed(fake):
+    pool = _pool(fake.base_url)
+    task = ArithTask(n=6, seed=1)
+    client = RoutedClient(pool, max_retries=0)
+    try:
+        evaluator = Evaluator(GraphExecutor(client, pool, task), concurrency=4)
+        result = await evaluator.evaluate(CollaborationGraph.layered([[1]], pool.names))
+        assert result.n_questions == 6 and len(result.correct) == 6
+        assert 0 <= result.ci_low <= result.accuracy <= result.ci_high <= 1
+        assert result.calls_made == 6 and result.mean_flops > 0
+        with pytest.raises(LLMError, match="every question failed"):
+            await evaluator.evaluate(CollaborationGraph.layered([[2]], pool.names))
+    finally:
+        await client.aclose()
+
+
+async def test_same_call_in_two_graphs_gets_the_same_seed_and_parallel_copies_differ(fake):
+    pool = _pool(fake.base_url)
+    task = ArithTask(n=1, seed=0)
+    client = RoutedClient(pool)
+    try:
+        executor = GraphExecutor(client, pool, task, seed=7)
+        await executor.run(CollaborationGraph.layered([[1, 1, 1]], pool.names), task.questions[0])
+        seeds_wide = [r["seed"] for r in fake.requests]
+        fake.requests.clear()
+        await executor.run(CollaborationGraph.layered([[1, 1]], pool.names), task.questions[0])
+        seeds_narrow = [r["seed"] for r in fake.requests]
+    finally:
+        await client.aclose()
+    assert len(set(seeds_wide)) == 3                            # parallel samples differ
+    # the k-th identical call of any graph has the same seed: the narrow graph's calls are
+    # two of the wide graph's (common random numbers)
+    assert len(set(seeds_narrow)) == 2 and set(seeds_narrow) < set(seeds_wide)
