@@ -73,15 +73,19 @@ class ExecutionResult:
         return self.error is not None
 
 
-def node_seed(base_seed: int, model: str, messages: list, occurrence: int) -> int:
+def call_key(model: str, messages: list) -> str:
+    """A string identifying one call's model and prompt (messages as sent)."""
+    return json.dumps([model, messages], sort_keys=True)
+
+
+def node_seed(base_seed: int, key: str, occurrence: int) -> int:
     """Seed of a call: equal for equal (model, prompt, occurrence) in any graph.
 
-    ``occurrence`` numbers the nodes of one graph that make the same call, so a graph's parallel
-    samples differ while two graphs that make the same k-th call share its answer (common random
-    numbers across candidates).
+    ``key`` is the call's `call_key`; ``occurrence`` numbers the nodes of one graph that make
+    the same call, so a graph's parallel samples differ while two graphs that make the same k-th
+    call share its answer (common random numbers across candidates).
     """
-    digest = hashlib.blake2b(json.dumps([base_seed, model, messages, occurrence],
-                                        sort_keys=True).encode(), digest_size=4).digest()
+    digest = hashlib.blake2b(f"{base_seed}|{occurrence}|{key}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
@@ -148,13 +152,13 @@ class GraphExecutor:
         spec = self.pool[node.model]
         task_messages = self.task.prompt(question, spec.prompt_style)
         messages = node_messages(task_messages, node.role, inputs)
-        key = json.dumps([node.model, messages])
+        key = call_key(node.model, messages)
         occurrence = occurrences.get(key, 0)
         occurrences[key] = occurrence + 1
         temperature = spec.temperature if spec.temperature is not None else self.temperature
         call = self.client.complete(node.model, messages, n=1, temperature=temperature,
                                     max_tokens=self.max_tokens,
-                                    seed=node_seed(self.seed, node.model, messages, occurrence))
+                                    seed=node_seed(self.seed, key, occurrence))
         completions = await (asyncio.wait_for(call, self.timeout_s) if self.timeout_s else call)
         if not completions:
             raise LLMError("the server returned no completion", model=node.model)

@@ -56,7 +56,7 @@ class CollaborationGraph:
     and hashable by its canonical key.
     """
 
-    __slots__ = ("model", "role", "edges", "model_names", "_key")
+    __slots__ = ("model", "role", "edges", "model_names", "_key", "_vote_order", "_preds")
 
     def __init__(self, model: np.ndarray, role: np.ndarray, edges: np.ndarray,
                  model_names: Sequence[str]) -> None:
@@ -76,6 +76,8 @@ class CollaborationGraph:
         self.model, self.role, self.edges = model, role, edges
         self.model_names = tuple(model_names)
         self._key: str | None = None
+        self._vote_order: list[tuple[int, int]] | None = None
+        self._preds: dict[tuple[int, int], list[int]] | None = None
         self.validate()
 
     # ----------------------------------------------------------------- structure
@@ -121,9 +123,12 @@ class CollaborationGraph:
 
     def predecessors(self, layer: int, slot: int) -> list[int]:
         """Slots of layer - 1 whose answers node (layer, slot) reads."""
-        if layer == 0:
-            return []
-        return [int(i) for i in np.flatnonzero(self.edges[layer - 1, :, slot])]
+        if self._preds is None:  # the graph is immutable: read the edges once
+            self._preds = {
+                (int(l), int(j)): ([int(i) for i in np.flatnonzero(self.edges[l - 1, :, j])]
+                                   if l > 0 else [])
+                for l, j in zip(*np.nonzero(self.active))}
+        return list(self._preds.get((layer, slot), []))
 
     def sinks(self) -> list[tuple[int, int]]:
         """Nodes with no successor: their answers are voted into the graph's answer."""
@@ -139,8 +144,10 @@ class CollaborationGraph:
         only by permuting slots within a layer vote identically: `canonical_key` can then stand
         for the graph's behaviour, not just its shape.
         """
-        sig = _node_signatures(self)
-        return sorted(self.sinks(), key=lambda s: (sig[s], s))
+        if self._vote_order is None:
+            sig = _node_signatures(self)
+            self._vote_order = sorted(self.sinks(), key=lambda s: (sig[s], s))
+        return list(self._vote_order)
 
     def validate(self) -> None:
         """Raise ValueError (saying where) unless this is a well-formed collaboration graph.

@@ -34,6 +34,9 @@ class Task(ABC):
 
     name: str
     family: str
+    slow_check: bool = False
+    """True when `check` may take long (sympy, a sandboxed run): evaluators call it off the
+    event loop. Cheap checks run inline (a thread hop costs more than they do)."""
     questions: Sequence[Question]
 
     @abstractmethod

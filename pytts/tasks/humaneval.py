@@ -44,6 +44,7 @@ class HumanEvalTask(Task):
     """
 
     family = "code"
+    slow_check = True
 
     def __init__(self, questions: Sequence[Question], name: str = "humaneval",
                  timeout_s: float = 10.0) -> None:

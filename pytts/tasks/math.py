@@ -43,6 +43,7 @@ class MathTask(Task):
     """
 
     family = "math"
+    slow_check = True
 
     def __init__(self, questions: Sequence[Question], name: str = "math") -> None:
         self.name = name
