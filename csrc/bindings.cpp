@@ -2,7 +2,6 @@
 // headers beside it with the GIL released. Every rejected argument raises ValueError naming it.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstdint>
@@ -396,8 +395,11 @@ py::tuple sample_graphs(py::handle depth, py::handle width, py::handle model_l,
 
     const py::ssize_t D = p.D, W = p.W;
     auto om = empty<std::int16_t>({n, D, W});
-    auto orl = empty<std::int8_t>({n, D, W});
-    auto oe = empty<std::uint8_t>({n, D - 1, W, W});
+    // The kernel relies on zeroed role and edge rows; numpy.zeros gets them from calloc, i.e.
+    // as untouched zero pages rather than a memset pass over the whole output.
+    auto np_zeros = py::module_::import("numpy").attr("zeros");
+    auto orl = np_zeros(py::make_tuple(n, D, W), "int8").cast<py::array_t<std::int8_t>>();
+    auto oe = np_zeros(py::make_tuple(n, D - 1, W, W), "uint8").cast<py::array_t<std::uint8_t>>();
     auto ol = empty<double>({n});
     pytts::SampleStats st;
     {

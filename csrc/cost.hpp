@@ -8,9 +8,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace pytts {
+
+// Template limits (checked by the binding): they size the kernels' per-graph scratch.
+constexpr int kMaxDepth = 16;
+constexpr int kMaxWidth = 64;
 
 // The first offending value found by a kernel: which argument, its flat (C-order) index, and the
 // value, so that the binding can name all three in the ValueError.
@@ -30,7 +35,7 @@ struct BadValue {
 // sampler's incremental cost is bit-for-bit the one graph_cost returns.
 struct ModelCosts {
     int K = 0;
-    std::vector<double> flops_per_token, out_tokens, prefill_tps, decode_tps, overhead_s;
+    std::vector<double> flops_per_token, out_tokens, prefill_tps, decode_tps, overhead_s, decode_s;
 
     // model_costs is [K, 5]: params_b, out_tokens, prefill_tps, decode_tps, overhead_s.
     BadValue load(const double* mc, int k) {
@@ -41,6 +46,7 @@ struct ModelCosts {
         prefill_tps.resize(k);
         decode_tps.resize(k);
         overhead_s.resize(k);
+        decode_s.resize(k);
         for (int m = 0; m < k; ++m) {
             const double* row = mc + 5 * static_cast<std::int64_t>(m);
             for (int c = 0; c < 5; ++c) {
@@ -54,6 +60,7 @@ struct ModelCosts {
             prefill_tps[m] = row[2];
             decode_tps[m] = row[3];
             overhead_s[m] = row[4];
+            decode_s[m] = row[1] / row[3];
         }
         return bad;
     }
@@ -62,10 +69,23 @@ struct ModelCosts {
     double node_flops(int m, double prompt) const {
         return flops_per_token[m] * (prompt + out_tokens[m]);
     }
+    // overhead + prompt / prefill + out / decode, evaluated left to right as everywhere else;
+    // the last quotient depends on the model only and is computed once (the same value).
     double node_latency(int m, double prompt) const {
-        return overhead_s[m] + prompt / prefill_tps[m] + out_tokens[m] / decode_tps[m];
+        return overhead_s[m] + prompt / prefill_tps[m] + decode_s[m];
     }
 };
+
+inline std::uint64_t bits_of(double v) {
+    std::uint64_t b;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+}
+inline double double_of(std::uint64_t b) {
+    double v;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
 
 // Reads graph b's models into `m` (D*W ints), checking -1 <= model < K on the read that is kept.
 inline bool load_models(const std::int16_t* model, std::int64_t b, int D, int W, int K, int* m,
@@ -97,6 +117,7 @@ inline bool check_edges(const std::uint8_t* edges, std::int64_t b, std::int64_t 
     return false;
 }
 
+
 // Evaluates graphs one at a time with scratch sized once per call (no per-graph allocation).
 template <bool WithLatency>
 class GraphCoster {
@@ -111,34 +132,65 @@ public:
     // FLOPs (and latency) of graph b; false (with `bad` set) on an out-of-range value.
     bool eval(std::int64_t b, double& flops, double& latency, BadValue& bad) {
         const int D = D_, W = W_;
-        if (!load_models(model_, b, D, W, mc_.K, m_.data(), bad)) return false;
+        // Models, checked on the read that is kept, and each layer's extent: one past its last
+        // node (the width, for the prefix layouts the sampler produces). Loops below stop there.
+        const std::int16_t* mb = model_ + b * D * W;
+        std::int16_t* m = m_.data();
+        // Copy and check in one branch-free (vectorisable) pass; locate the culprit only if any.
+        const int K = mc_.K;
+        int out_of_range = 0;
+        for (int s = 0; s < D * W; ++s) {
+            const std::int16_t v = mb[s];
+            m[s] = v;
+            out_of_range |= (v < -1) | (v >= K);
+        }
+        if (out_of_range) {
+            for (int s = 0; s < D * W; ++s)
+                if (m[s] < -1 || m[s] >= K) {
+                    bad.set("model", b * D * W + s, m[s]);
+                    break;
+                }
+            return false;
+        }
+        int hi[kMaxDepth];
+        for (int l = 0; l < D; ++l) {
+            int h = 0;
+            for (int i = 0; i < W; ++i) h = m[l * W + i] >= 0 ? i + 1 : h;
+            hi[l] = h;
+        }
         if (!check_edges(edges_, b, per_graph_, bad)) return false;
         const std::uint8_t* eb = edges_ + b * per_graph_;
         double* prompt = prompt_.data();
         double* maxfin = maxfin_.data();
         double F = 0.0, L = 0.0;
+        int h_prev = 0;
         for (int l = 0; l < D; ++l) {
-            const int* ml = m_.data() + l * W;
-            std::fill(prompt, prompt + W, base_);
-            if (WithLatency) std::fill(maxfin, maxfin + W, 0.0);
-            if (l > 0) {
-                // Row-wise over sources keeps each target's prompt summed in source order (the
-                // order every implementation uses), while the inner loop runs over contiguous
-                // bytes; adding 0.0 for a missing edge leaves the sum unchanged.
-                const int* mp = ml - W;
-                for (int i = 0; i < W; ++i) {
-                    if (mp[i] < 0) continue;
-                    const std::uint8_t* row = eb + (static_cast<std::int64_t>(l - 1) * W + i) * W;
-                    const double o = mc_.out_tokens[mp[i]];
-                    for (int j = 0; j < W; ++j) prompt[j] += row[j] ? o : 0.0;
-                    if (WithLatency) {
-                        const double f = fin_prev_[i];
-                        for (int j = 0; j < W; ++j)
-                            maxfin[j] = std::max(maxfin[j], row[j] ? f : 0.0);
-                    }
+            const int h = hi[l];
+            if (h == 0) {
+                h_prev = 0;
+                continue;
+            }
+            const std::int16_t* ml = m + l * W;
+            std::fill(prompt, prompt + h, base_);
+            if (WithLatency) std::fill(maxfin, maxfin + h, 0.0);
+            // Row-wise over sources keeps each target's prompt summed in source order (the order
+            // every implementation uses) while the inner loop runs over contiguous bytes.
+            // Selecting by mask instead of branching on the edge bytes keeps the loop free of
+            // mispredictions; adding +0.0 for a missing edge leaves a sum unchanged.
+            const std::int16_t* mp = ml - W;
+            for (int i = 0; i < h_prev; ++i) {
+                if (mp[i] < 0) continue;
+                const std::uint8_t* row = eb + (static_cast<std::int64_t>(l - 1) * W + i) * W;
+                const std::uint64_t o = bits_of(mc_.out_tokens[mp[i]]);
+                const std::uint64_t f = WithLatency ? bits_of(fin_prev_[i]) : 0;
+                for (int j = 0; j < h; ++j) {
+                    const std::uint64_t take = 0 - static_cast<std::uint64_t>(row[j] != 0);
+                    prompt[j] += double_of(o & take);
+                    // Finish times are >= 0, so +0.0 is neutral for the max.
+                    if (WithLatency) maxfin[j] = std::max(maxfin[j], double_of(f & take));
                 }
             }
-            for (int j = 0; j < W; ++j) {
+            for (int j = 0; j < h; ++j) {
                 const int mj = ml[j];
                 if (mj < 0) {
                     if (WithLatency) fin_cur_[j] = 0.0;
@@ -151,6 +203,7 @@ public:
                 }
             }
             if (WithLatency) std::swap(fin_prev_, fin_cur_);
+            h_prev = h;
         }
         flops = F;
         latency = L;
@@ -164,7 +217,7 @@ private:
     const ModelCosts& mc_;
     double base_;
     std::int64_t per_graph_;
-    std::vector<int> m_;
+    std::vector<std::int16_t> m_;
     std::vector<double> prompt_, maxfin_, fin_prev_, fin_cur_;
 };
 

@@ -17,13 +17,6 @@ inline std::uint64_t splitmix64_next(std::uint64_t& state) {
     return z ^ (z >> 31);
 }
 
-// Counter-based derivation of an independent seed for stream `k` of `seed` (for callers that split
-// work into fixed blocks: the block's stream depends on the block index, not on a thread count).
-inline std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t k) {
-    std::uint64_t s = seed ^ (0xD1B54A32D192ED03ULL * (k + 1));
-    return splitmix64_next(s);
-}
-
 class Xoshiro256ss {
 public:
     explicit Xoshiro256ss(std::uint64_t seed) {

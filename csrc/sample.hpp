@@ -1,8 +1,8 @@
 // The probabilistic graph's kernels: sample graphs (optionally conditioned on a FLOPs budget by
 // rejection), their log-probabilities, and the score-function gradient used by REINFORCE.
 //
-// Every kernel first turns the logits into per-call tables (log-softmax, sampling thresholds,
-// edge terms) so that the per-graph loops only index and add. The sampler and log_prob add the
+// Every kernel first turns the logits into per-call tables (log-softmax, alias tables, Bernoulli
+// thresholds, edge terms) so that the per-graph loops only index and add. The sampler and log_prob add the
 // same terms in the same order, so a sampled graph's logp equals log_prob of it bit for bit.
 #pragma once
 
@@ -17,9 +17,6 @@
 #include "rng.hpp"
 
 namespace pytts {
-
-constexpr int kMaxDepth = 16;
-constexpr int kMaxWidth = 64;
 
 // Numerically stable log(1 + exp(a)).
 inline double softplus(double a) { return std::max(a, 0.0) + std::log1p(std::exp(-std::fabs(a))); }
@@ -46,34 +43,56 @@ inline void log_softmax_rows(const double* x, std::int64_t rows, int n, double* 
     }
 }
 
-// Thresholds for drawing category k of a row with a 32-bit uniform u: k = #{t : u >= thr[t]},
-// thr[t] = round(2^32 * P(category <= t)) for t < n-1 (the last category takes the rest).
-// Stored as uint64 so that "always" (2^32) is representable.
-inline void cdf_thresholds(const double* logp, std::int64_t rows, int n, std::uint64_t* thr) {
-    const double scale = 4294967296.0;
+// One bucket of a Walker/Vose alias table: a draw that lands in bucket b keeps b when the low 32
+// bits of the uniform are below `keep` (a probability scaled by 2^32, so 2^32 means always), else
+// takes `alias`. O(1) and branch-free per draw, whatever the number of categories.
+struct AliasSlot {
+    std::uint64_t keep;
+    std::int64_t alias;
+};
+
+// Alias tables of `rows` rows of n categories, from their log-probabilities.
+inline void build_alias(const double* logp, std::int64_t rows, int n, AliasSlot* out) {
+    std::vector<double> q(n);
+    std::vector<int> small, large;
+    small.reserve(n);
+    large.reserve(n);
     for (std::int64_t r = 0; r < rows; ++r) {
         const double* lp = logp + r * n;
-        std::uint64_t* t = thr + r * (n - 1);
-        double c = 0.0;
-        for (int k = 0; k + 1 < n; ++k) {
-            c += std::exp(lp[k]);
-            const double v = std::min(std::max(c, 0.0), 1.0) * scale;
-            t[k] = static_cast<std::uint64_t>(std::llround(v));
-            if (k > 0 && t[k] < t[k - 1]) t[k] = t[k - 1];
+        AliasSlot* t = out + r * n;
+        double total = 0.0;
+        for (int k = 0; k < n; ++k) total += q[k] = std::exp(lp[k]);
+        small.clear();
+        large.clear();
+        for (int k = 0; k < n; ++k) {
+            q[k] = q[k] / total * n;
+            (q[k] < 1.0 ? small : large).push_back(k);
         }
+        while (!small.empty() && !large.empty()) {
+            const int sk = small.back(), lk = large.back();
+            small.pop_back();
+            t[sk].keep = static_cast<std::uint64_t>(std::llround(q[sk] * 4294967296.0));
+            t[sk].alias = lk;
+            q[lk] = (q[lk] + q[sk]) - 1.0;
+            if (q[lk] < 1.0) {
+                large.pop_back();
+                small.push_back(lk);
+            }
+        }
+        // What is left holds (up to rounding) exactly one bucket's worth: it always keeps.
+        for (int k : small) t[k] = {std::uint64_t{1} << 32, k};
+        for (int k : large) t[k] = {std::uint64_t{1} << 32, k};
     }
 }
 
-// Category for uniform u given the n-1 thresholds of a row.
-inline int draw_category(std::uint32_t u, const std::uint64_t* thr, int n) {
-    const std::uint64_t v = u;
-    if (n <= 33) {
-        // Branch-free count: no mispredictions, and the rows here are short.
-        int k = 0;
-        for (int t = 0; t + 1 < n; ++t) k += v >= thr[t];
-        return k;
-    }
-    return static_cast<int>(std::upper_bound(thr, thr + (n - 1), v) - thr);
+// A category of a row from one 64-bit uniform: the high half picks the bucket (multiply-shift,
+// bias below n / 2^32), the low half decides keep or alias.
+inline int draw_alias(std::uint64_t r, const AliasSlot* row, int n) {
+    const auto b = static_cast<std::uint32_t>(((r >> 32) * static_cast<std::uint64_t>(n)) >> 32);
+    const AliasSlot& s = row[b];
+    // Select by mask: a compiled branch here would mispredict on every other draw.
+    const std::int64_t keep = -static_cast<std::int64_t>((r & 0xFFFFFFFFu) < s.keep);
+    return static_cast<int>(s.alias ^ ((static_cast<std::int64_t>(b) ^ s.alias) & keep));
 }
 
 // Parameters of a ProbGraph as the kernels read them.
@@ -142,14 +161,14 @@ public:
         }
 
         if (for_sampling) {
-            depth_thr.resize(D > 1 ? D - 1 : 0);
-            width_thr.resize(static_cast<std::size_t>(D) * D * (W - 1));
-            model_thr.resize(static_cast<std::size_t>(D) * W * (K - 1));
-            role_thr.resize(static_cast<std::size_t>(D) * W * (R - 1));
-            cdf_thresholds(ldepth.data(), 1, D, depth_thr.data());
-            cdf_thresholds(lwidth.data(), static_cast<std::int64_t>(D) * D, W, width_thr.data());
-            cdf_thresholds(lmodel.data(), static_cast<std::int64_t>(D) * W, K, model_thr.data());
-            cdf_thresholds(lrole.data(), static_cast<std::int64_t>(D) * W, R, role_thr.data());
+            depth_alias.resize(D);
+            width_alias.resize(static_cast<std::size_t>(D) * D * W);
+            model_alias.resize(static_cast<std::size_t>(D) * W * K);
+            role_alias.resize(static_cast<std::size_t>(D) * W * R);
+            build_alias(ldepth.data(), 1, D, depth_alias.data());
+            build_alias(lwidth.data(), static_cast<std::int64_t>(D) * D, W, width_alias.data());
+            build_alias(lmodel.data(), static_cast<std::int64_t>(D) * W, K, model_alias.data());
+            build_alias(lrole.data(), static_cast<std::int64_t>(D) * W, R, role_alias.data());
             // One spare entry: the sampler reads thresholds in pairs, and the pair of an odd-width
             // column's last candidate may reach one past the end (its outcome is discarded).
             edge_thr.assign(ne + 1, 0);
@@ -209,7 +228,8 @@ public:
 
     const Logits& p_;
     std::vector<double> ldepth, lwidth, lmodel, lrole, edge_t, negsp, single_table, subset_sum;
-    std::vector<std::uint64_t> depth_thr, width_thr, model_thr, role_thr, edge_thr;
+    std::vector<AliasSlot> depth_alias, width_alias, model_alias, role_alias;
+    std::vector<std::uint64_t> edge_thr;
 };
 
 // One graph's structure as the kernels read it: depth, widths, models, roles, and the
@@ -261,22 +281,30 @@ inline Parse parse_graph(const std::int16_t* model, const std::int8_t* role,
     for (int i = 0; i < g.w[0]; ++i)
         if (g.r[i] != 0) return Parse::zero_probability;  // first-layer nodes are assistants
 
+    // Edges, without branching on their values: bits of real candidates go into the predecessor
+    // masks, anything else (from or to an empty slot, or past the last layer) is a stray edge.
     const std::uint8_t* eb = edges + b * per_graph;
     for (int l = 0; l + 1 < D; ++l) {
         std::uint64_t* pl = g.pred + l * W;
         std::fill(pl, pl + W, 0);
         const bool live = l < d - 1;
+        const int wi = live ? g.w[l] : 0, wj = live ? g.w[l + 1] : 0;
+        unsigned stray = 0;
         for (int i = 0; i < W; ++i) {
             const std::uint8_t* row = eb + (static_cast<std::int64_t>(l) * W + i) * W;
-            for (int j = 0; j < W; ++j) {
-                if (!row[j]) continue;
-                if (!live || i >= g.w[l] || j >= g.w[l + 1]) return Parse::zero_probability;
-                pl[j] |= std::uint64_t{1} << i;
+            if (i < wi) {
+                for (int j = 0; j < W; ++j) {
+                    const unsigned x = row[j] != 0;  // 0/1 even if the array changes under us
+                    pl[j] |= static_cast<std::uint64_t>(x) << i;
+                    stray |= x & static_cast<unsigned>(j >= wj);
+                }
+            } else {
+                for (int j = 0; j < W; ++j) stray |= row[j];
             }
         }
-        if (live)
-            for (int j = 0; j < g.w[l + 1]; ++j)
-                if (pl[j] == 0) return Parse::zero_probability;  // every node is reachable
+        if (stray) return Parse::zero_probability;
+        for (int j = 0; j < wj; ++j)
+            if (pl[j] == 0) return Parse::zero_probability;  // every node is reachable
     }
     return Parse::ok;
 }
@@ -415,7 +443,8 @@ inline BadValue grad_log_prob(const Logits& p, const std::int16_t* model,
     return bad;
 }
 
-// Output buffers of sample_graphs, with room for n graphs.
+// Output buffers of sample_graphs, with room for n graphs. role and edges must arrive zero-filled
+// (a calloc'ed array costs nothing until touched); model is written in full.
 struct SampleOut {
     std::int16_t* model;  // [n, D, W]
     std::int8_t* role;    // [n, D, W]
@@ -429,10 +458,11 @@ struct SampleStats {
 };
 
 // Draws graphs until n are accepted or max_draws have been drawn. When Conditioned, a graph whose
-// FLOPs exceed `budget` is rejected, as early as its partial FLOPs allow: all models are drawn
-// first (the draws are independent given depth and widths, so the order does not change the
-// distribution), which gives a lower bound on the FLOPs before any edge is drawn. The FLOPs are
-// summed node by node in graph_cost's order, so acceptance agrees with feasible() exactly.
+// FLOPs exceed `budget` is rejected as early as a bound allows: all models are drawn first (the
+// draws are independent given depth and widths, so the order does not change the distribution),
+// which bounds the FLOPs from below before any edge is drawn; then after each node, its exact
+// partial sum plus the bound of the nodes still to come. The exact FLOPs are summed node by node
+// in graph_cost's order, so acceptance agrees with feasible() bit for bit.
 template <bool Conditioned>
 SampleStats sample_graphs(const Logits& p, const ProbTables& t, const ModelCosts* mc,
                           double base_prompt, std::int64_t n, std::uint64_t seed, double budget,
@@ -441,60 +471,94 @@ SampleStats sample_graphs(const Logits& p, const ProbTables& t, const ModelCosts
     const std::int64_t nslot = static_cast<std::int64_t>(D) * W;
     const std::int64_t nedge = static_cast<std::int64_t>(D - 1) * W * W;
     Xoshiro256ss rng(seed);
-    // Categorical draws use the top 32 bits of one output.
-    auto u32 = [&rng]() { return static_cast<std::uint32_t>(rng.next() >> 32); };
     SampleStats st;
 
-    // Exact FLOPs of a node without predecessors; a lower bound for any other node.
-    std::vector<double> node0(K, 0.0);
-    if (Conditioned)
-        for (int m = 0; m < K; ++m) node0[m] = mc->node_flops(m, base_prompt);
+    // FLOPs of a node of model k: exact without predecessors (first layer, node_lower[k]), and
+    // a lower bound with at least one (node_lower[K + k]).
+    std::vector<double> node_lower(2 * static_cast<std::size_t>(K), 0.0);
+    if (Conditioned) {
+        double min_out = std::numeric_limits<double>::infinity();
+        for (int k = 0; k < K; ++k) min_out = std::min(min_out, mc->out_tokens[k]);
+        for (int k = 0; k < K; ++k) {
+            node_lower[k] = mc->node_flops(k, base_prompt);
+            node_lower[K + k] = mc->node_flops(k, base_prompt + min_out);
+        }
+    }
+    const double* node0 = node_lower.data();
+    std::vector<int> iota(nslot + kMaxWidth);
+    for (int s = 0; s < nslot; ++s) iota[s] = s;
+
+    // Early rejection with a partial sum plus the lower bound of the nodes still to come is only
+    // sound up to rounding (the two sums run in different orders), so it demands a relative
+    // margin of 1e-12, far above the rounding error of a few hundred terms; graphs within the
+    // margin are decided by the exact sum.
+    const bool early_exit = Conditioned && budget > 0.0;
+    const double budget_margin = budget * (1.0 + 1e-12);
 
     int w[kMaxDepth];
     int m[kMaxDepth * kMaxWidth];
     // Slots of the graph's nodes in (layer, slot) order: one flat loop over nodes instead of a
     // loop per layer, whose random trip counts would each cost a branch misprediction.
     int slot[kMaxDepth * kMaxWidth + kMaxWidth];
+    double rest[kMaxDepth * kMaxWidth + 1];  // lower bound of the FLOPs of nodes q, q+1, ...
     double out_prev[kMaxWidth];
     const double* subset = t.subset_sum.empty() ? nullptr : t.subset_sum.data();
+    const std::size_t col_stride = static_cast<std::size_t>(W);  // between columns j, j+1
+    const std::size_t subset_stride = subset ? std::size_t{1} << W : 0;
 
     while (st.accepted < n && st.drawn < max_draws) {
         ++st.drawn;
-        const int d = draw_category(u32(), t.depth_thr.data(), D) + 1;
+        const int d = draw_alias(rng.next(), t.depth_alias.data(), D) + 1;
         double ls = t.ldepth[d - 1];
         int nodes = 0;
         for (int l = 0; l < d; ++l) {
-            const std::size_t row = static_cast<std::size_t>(d - 1) * D + l;
-            const int k = draw_category(u32(), t.width_thr.data() + row * (W - 1), W);
+            const std::size_t row = (static_cast<std::size_t>(d - 1) * D + l) * W;
+            const int k = draw_alias(rng.next(), t.width_alias.data() + row, W);
             w[l] = k + 1;
-            ls += t.lwidth[row * W + k];
-            for (int i = 0; i < W; ++i) slot[nodes + i] = l * W + i;
+            ls += t.lwidth[row + k];
+            // A fixed-length copy (slot and iota have spare entries): nothing to mispredict, and
+            // for narrow templates a constant size that compiles to two vector moves.
+            if (W <= 8)
+                std::memcpy(slot + nodes, iota.data() + l * W, 8 * sizeof(int));
+            else
+                std::memcpy(slot + nodes, iota.data() + l * W, W * sizeof(int));
             nodes += k + 1;
         }
+        // Lower bound on the FLOPs, node by node in graph_cost's order: a node after layer 0 has
+        // at least one predecessor, so its prompt is at least base + the smallest output in the
+        // pool. Each term is <= the exact one and rounding is monotone, so the bound never
+        // exceeds the exact sum.
         double lm = 0.0, lower = 0.0;
+        const int w0 = w[0];
         for (int q = 0; q < nodes; ++q) {
-            const std::size_t s = static_cast<std::size_t>(slot[q]);
-            const int k = draw_category(u32(), t.model_thr.data() + s * (K - 1), K);
-            m[s] = k;
-            lm += t.lmodel[s * K + k];
-            if (Conditioned) lower += node0[k];
+            const int sq = slot[q];
+            const std::size_t s = static_cast<std::size_t>(sq) * K;
+            const int k = draw_alias(rng.next(), t.model_alias.data() + s, K);
+            m[sq] = k;
+            lm += t.lmodel[s + k];
+            if (Conditioned) {
+                rest[q] = node_lower[static_cast<std::size_t>(q >= w0) * K + k];
+                lower += rest[q];
+            }
         }
         if (Conditioned && lower > budget) continue;
+        if (early_exit) {
+            rest[nodes] = 0.0;
+            for (int q = nodes - 1; q >= 0; --q) rest[q] += rest[q + 1];
+        }
 
-        // Write into the next output row; after a rejection the next attempt overwrites it.
+        // Write into the next output row (role and edges arrive zeroed).
         std::int16_t* om = out.model + st.accepted * nslot;
         std::int8_t* orl = out.role + st.accepted * nslot;
         std::uint8_t* oe = out.edges + st.accepted * nedge;
-        std::memset(om, 0xFF, sizeof(std::int16_t) * nslot);  // -1 everywhere
-        std::memset(orl, 0, sizeof(std::int8_t) * nslot);
-        std::memset(oe, 0, static_cast<std::size_t>(nedge));
+        for (int s = 0; s < nslot; ++s) om[s] = -1;
         for (int q = 0; q < nodes; ++q) om[slot[q]] = static_cast<std::int16_t>(m[slot[q]]);
         double lr = 0.0;
         for (int q = w[0]; q < nodes; ++q) {
-            const std::size_t s = static_cast<std::size_t>(slot[q]);
-            const int k = draw_category(u32(), t.role_thr.data() + s * (R - 1), R);
-            orl[s] = static_cast<std::int8_t>(k);
-            lr += t.lrole[s * R + k];
+            const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
+            const int k = draw_alias(rng.next(), t.role_alias.data() + s, R);
+            orl[slot[q]] = static_cast<std::int8_t>(k);
+            lr += t.lrole[s + k];
         }
 
         double F = 0.0;
@@ -505,50 +569,86 @@ SampleStats sample_graphs(const Logits& p, const ProbTables& t, const ModelCosts
             }
         double lc = 0.0;
         bool rejected = false;
+        int q_next = w[0];  // flat index of the node whose column is drawn next
         for (int l = 0; l + 1 < d && !rejected; ++l) {
             const int wl = w[l], wn = w[l + 1];
-            for (int j = 0; j < wn; ++j) {
-                const std::size_t c = t.col_index(l, j);
-                const std::uint64_t* thr = t.edge_thr.data() + c;
-                const double* a = t.edge_t.data() + c;
-                std::uint8_t* col = oe + static_cast<std::int64_t>(l) * W * W + j;  // stride W
+            // Per-layer bases; each column j then steps by a fixed stride.
+            const std::size_t c0 = t.col_index(l, 0);
+            const std::uint64_t* thr = t.edge_thr.data() + c0;
+            const double* a = t.edge_t.data() + c0;
+            const double* negsp = t.negsp.data() + c0 + (wl - 1);
+            const double* sub = subset ? subset + c0 / W * subset_stride : nullptr;
+            // Single-predecessor terms of this layer at width wl, column j at + j * W * W.
+            const double* single =
+                t.single_table.empty() ? nullptr : t.single_table.data() + t.single_index(l, 0, wl);
+            const int* mn = m + (l + 1) * W;
+            std::uint8_t* col = oe + static_cast<std::int64_t>(l) * W * W;  // + j, stride W over i
+            for (int j = 0; j < wn; ++j, thr += col_stride, a += col_stride,
+                     negsp += col_stride, col += 1, sub += subset_stride) {
                 std::uint64_t mask = 0;
                 double sum_a = 0.0;
                 double prompt = base_prompt;
-                // Both halves of each 64-bit output serve as uniforms; a trailing half is dropped.
-                for (int i = 0; i < wl; i += 2) {
-                    const std::uint64_t r = rng.next();
-                    const std::uint64_t x0 = static_cast<std::uint32_t>(r) < thr[i];
-                    const std::uint64_t x1 = ((r >> 32) < thr[i + 1]) & (i + 1 < wl);
-                    mask |= (x0 << i) | (x1 << (i + 1));
-                    col[static_cast<std::size_t>(i) * W] = static_cast<std::uint8_t>(x0);
-                    if (!subset) sum_a += select_or_zero(x0, a[i]);
-                    if (Conditioned) prompt += select_or_zero(x0, out_prev[i]);
-                    if (i + 1 < wl) {
-                        col[static_cast<std::size_t>(i + 1) * W] = static_cast<std::uint8_t>(x1);
-                        if (!subset) sum_a += select_or_zero(x1, a[i + 1]);
-                        if (Conditioned) prompt += select_or_zero(x1, out_prev[i + 1]);
+                if (wl == 1) {
+                    // One candidate: drawn or not, the fallback makes the edge certain.
+                    mask = 1;
+                    col[0] = 1;
+                    sum_a = a[0];
+                    if (Conditioned) prompt += out_prev[0];
+                } else {
+                    // Both halves of each 64-bit output are uniforms; a trailing half is dropped.
+                    for (int i = 0; i < wl; i += 2) {
+                        const std::uint64_t r = rng.next();
+                        const std::uint64_t x0 = static_cast<std::uint32_t>(r) < thr[i];
+                        const std::uint64_t x1 = ((r >> 32) < thr[i + 1]) & (i + 1 < wl);
+                        mask |= (x0 << i) | (x1 << (i + 1));
+                        col[static_cast<std::size_t>(i) * W] = static_cast<std::uint8_t>(x0);
+                        if (!sub) sum_a += select_or_zero(x0, a[i]);
+                        if (Conditioned) prompt += select_or_zero(x0, out_prev[i]);
+                        if (i + 1 < wl) {
+                            col[static_cast<std::size_t>(i + 1) * W] = static_cast<std::uint8_t>(x1);
+                            if (!sub) sum_a += select_or_zero(x1, a[i + 1]);
+                            if (Conditioned) prompt += select_or_zero(x1, out_prev[i + 1]);
+                        }
+                    }
+                    if (mask == 0) {
+                        // No predecessor drawn: one, uniformly (the sums above are still zero).
+                        const int is = static_cast<int>(
+                            ((rng.next() >> 32) * static_cast<std::uint64_t>(wl)) >> 32);
+                        mask = std::uint64_t{1} << is;
+                        col[static_cast<std::size_t>(is) * W] = 1;
+                        sum_a = a[is];
+                        if (Conditioned) prompt += out_prev[is];
+                    }
+                    if (sub) sum_a = sub[mask];
+                }
+                // The column term of ProbTables::column_logp, with the per-layer pointers.
+                const bool lone = (mask & (mask - 1)) == 0;
+                const int first = __builtin_ctzll(mask);
+                const double extra =
+                    !lone ? 0.0
+                          : single ? single[static_cast<std::size_t>(j) * W * W + first]
+                                   : t.compute_single(l, first, j, wl);
+                lc += (*negsp + sum_a) + extra;
+                if (Conditioned) {
+                    F += mc->node_flops(mn[j], prompt);
+                    ++q_next;
+                    if (early_exit && F + rest[q_next] > budget_margin) {
+                        rejected = true;
+                        break;
                     }
                 }
-                if (mask == 0) {
-                    // No predecessor drawn: one, uniformly (the sums above are all still zero).
-                    const int is = static_cast<int>(
-                        (static_cast<std::uint64_t>(u32()) * static_cast<std::uint64_t>(wl)) >> 32);
-                    mask = std::uint64_t{1} << is;
-                    col[static_cast<std::size_t>(is) * W] = 1;
-                    sum_a = a[is];
-                    if (Conditioned) prompt += out_prev[is];
-                }
-                if (subset) sum_a = subset[((static_cast<std::size_t>(l) * W + j) << W) + mask];
-                lc += t.column_logp(l, j, wl, mask, sum_a);
-                if (Conditioned) F += mc->node_flops(m[(l + 1) * W + j], prompt);
             }
             if (Conditioned) {
                 if (F > budget) rejected = true;
-                for (int j = 0; j < wn; ++j) out_prev[j] = mc->out_tokens[m[(l + 1) * W + j]];
+                for (int j = 0; j < wn; ++j) out_prev[j] = mc->out_tokens[mn[j]];
             }
         }
-        if (rejected) continue;
+        if (rejected) {
+            // Hand the row back zeroed to the next attempt.
+            std::memset(orl, 0, static_cast<std::size_t>(nslot));
+            std::memset(oe, 0, static_cast<std::size_t>(nedge));
+            continue;
+        }
         out.logp[st.accepted] = ((ls + lm) + lr) + lc;
         ++st.accepted;
     }

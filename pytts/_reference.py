@@ -271,6 +271,8 @@ def vote(ids, weights):
     for k in range(b):  # sequential over positions, as the C++ loop sums
         total += np.where(ids == ids[:, k:k + 1], w[:, k:k + 1], 0.0)
     total = np.where(present, total, -np.inf)
+    if b == 0:
+        return np.full(q, -1, np.int64), np.zeros(q)
     best = np.argmax(total, axis=1)
     rows = np.arange(q)
     has_any = present.any(axis=1)

@@ -11,6 +11,8 @@ from pytts.space import count_graphs, enumerate_graphs
 
 from conftest import make_pool, random_logits
 
+pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
+
 N_SAMPLES = 1_000_000
 
 

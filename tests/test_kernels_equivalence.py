@@ -13,6 +13,8 @@ from pytts import CostModel, GraphBatch, ProbGraph, _reference, kernels
 
 from conftest import make_pool, random_logits, require_core
 
+pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
+
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 

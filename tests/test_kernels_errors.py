@@ -13,6 +13,8 @@ from pytts import BudgetError, CostModel, GraphBatch, ProbGraph, kernels
 
 from conftest import make_pool, random_logits
 
+pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
+
 
 @pytest.fixture
 def setup():

@@ -1,0 +1,1 @@
+"""Benchmarks of pytts: the compiled kernels against the NumPy reference and a numba port."""
