@@ -1,9 +1,14 @@
-"""The ``pytts`` command."""
+"""The ``pytts`` command: search, eval, show, compare, sample, serve-local."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import json
 import sys
+import typing
+from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
@@ -47,9 +52,204 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per SearchConfig key (``n_questions`` -> ``--n-questions``)."""
+    from .config import SearchConfig
+    hints = typing.get_type_hints(SearchConfig)
+    for f in dataclasses.fields(SearchConfig):
+        hint = hints[f.name]
+        kind = next((t for t in (int, float, str) if t in typing.get_args(hint) or t is hint), str)
+        allowed = f.metadata.get("allowed")
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                            metavar=f.name.upper() if not allowed else None,
+                            help=f"(config key {f.name}; default {f.default!r})"
+                            + (f"; one of {', '.join(allowed)}" if allowed else ""))
+
+
+def _search_config(args: argparse.Namespace):
+    from .config import SearchConfig
+    overrides = {k: getattr(args, k) for k in SearchConfig.keys()}
+    base = SearchConfig.from_file(args.config) if args.config else SearchConfig()
+    if args.demo:
+        base = base.merged({"pool": "sim:math-like", "task": "sim"})
+    if args.local:
+        base = base.merged({"pool": "local", "task": "arith", "n_questions": 10,
+                            "n_evals": 6, "batch_size": 2, "concurrency": 2, "max_tokens": 96})
+    return base.merged(overrides)
+
+
+class _ProgressBar:
+    """A rich progress bar fed by run_search's progress callback."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("best {task.fields[best]}"),
+                                 TextColumn("calls {task.fields[calls]}"),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=console, transient=False)
+        self.task = self.progress.add_task("search", total=total, best="-", calls="-")
+
+    def __enter__(self) -> "_ProgressBar":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, p) -> None:
+        best = "-" if p.best_accuracy is None else f"{p.best_accuracy:.3f}"
+        self.progress.update(self.task, completed=p.n_evals, total=max(p.n_evals_target, 1),
+                             best=best, calls=f"{p.calls_made} made/{p.calls_served} banked")
+
+
+def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    """Search for the best graph; write (or resume) a run directory."""
+    from . import runner
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = runner.load_run_config(run_dir)
+        setup = runner.resolve(config)
+    else:
+        config = _search_config(args)
+        setup = runner.resolve(config)
+        runner.check_endpoints(setup)
+        run_dir = runner.prepare_run_dir(config)
+        setup = runner.resolve(runner.load_run_config(run_dir))
+    evaluator_factory = None
+    if setup.config.ray:
+        from .distributed import ray_evaluator_factory
+        evaluator_factory = ray_evaluator_factory(setup.config.ray)
+    console.print(f"run directory: [bold]{run_dir}[/bold]")
+    with _ProgressBar(console, setup.config.n_evals) as bar:
+        report = asyncio.run(runner.execute_run(setup, run_dir, progress=bar,
+                                                evaluator_factory=evaluator_factory))
+    if report.best_graph is not None and report.best_result is not None:
+        r = report.best_result
+        console.print(f"best graph: accuracy {r.accuracy:.3f} "
+                      f"[{r.ci_low:.3f}, {r.ci_high:.3f}], {r.mean_flops:.3g} FLOPs, "
+                      f"{r.mean_latency_s:.2f} s per query")
+        console.print(report.best_graph.describe())
+    console.print(f"{report.n_evals} evaluations; {report.calls_made} LLM calls made, "
+                  f"{report.calls_served} served from the bank; wrote {run_dir}/"
+                  f"{runner.SUMMARY_FILE} and {run_dir}/{runner.PLOTS_DIR}/")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    """Score one graph (JSON) on the configured task."""
+    from . import runner
+    from .evaluate import Evaluator
+    from .execute import GraphExecutor
+    from .graph import CollaborationGraph
+    from .llm.bank import BankedClient, ResponseBank
+    config = _search_config(args)
+    setup = runner.resolve(config)
+    runner.check_endpoints(setup)
+    data = json.loads(Path(args.graph).read_text())
+    graph = CollaborationGraph.from_dict(data.get("graph", data), setup.pool.names)
+
+    async def go():
+        bank = ResponseBank(config.bank) if config.bank else None
+        try:
+            async with runner.open_client(setup) as (client, pool):
+                llm = BankedClient(client, bank) if bank is not None else client
+                executor = GraphExecutor(llm, pool, setup.task, seed=config.seed,
+                                         max_tokens=config.max_tokens)
+                return await Evaluator(executor, concurrency=config.concurrency).evaluate(graph)
+        finally:
+            if bank is not None:
+                bank.close()
+
+    result = asyncio.run(go())
+    flops, latency = setup.cost.graph_cost(graph)
+    console.print(graph.describe())
+    console.print(f"accuracy {result.accuracy:.3f} [{result.ci_low:.3f}, {result.ci_high:.3f}] on "
+                  f"{result.n_questions} questions ({result.n_failed} failed); measured "
+                  f"{result.mean_flops:.3g} FLOPs, {result.mean_latency_s:.2f} s per query "
+                  f"(cost model: {flops:.3g} FLOPs, {latency:.2f} s); calls {result.calls_made} "
+                  f"made, {result.calls_served} banked")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    """Draw a graph JSON (text; ``--png`` for a picture)."""
+    from .runner import read_best
+    graph, _ = read_best(args.graph)
+    console.print(graph.describe())
+    console.print(f"depth {graph.depth}, widths {'x'.join(map(str, graph.layer_widths))}, "
+                  f"{graph.n_nodes} calls; sinks {graph.sinks()}")
+    if args.png:
+        from .plots import draw_graph
+        console.print(f"wrote {draw_graph(graph, args.png)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    """A table of runs: searcher, evaluations, best accuracy and its costs, calls."""
+    from .runner import BEST_FILE, load_run_config
+    from .search.run import Checkpoint
+    table = Table(title="pytts runs")
+    for col in ("run", "searcher", "seed", "evals", "best acc", "95% CI", "FLOPs", "latency s",
+                "calls made/banked"):
+        table.add_column(col)
+    for run in args.runs:
+        config = load_run_config(run)
+        history = Checkpoint.read_history(run) if (Path(run) / "history.jsonl").exists() else []
+        evals = sum(1 for r in history if not r.reused)
+        best_path = Path(run) / BEST_FILE
+        acc = ci = flops = lat = "-"
+        if best_path.exists():
+            r = json.loads(best_path.read_text())["result"]
+            acc, ci = f"{r['accuracy']:.3f}", f"{r['ci_low']:.2f}-{r['ci_high']:.2f}"
+            flops, lat = f"{r['mean_flops']:.3g}", f"{r['mean_latency_s']:.2f}"
+        made = sum(r.result.get("calls_made", 0) for r in history if not r.reused)
+        banked = sum(r.result.get("calls_served", 0) for r in history if not r.reused)
+        table.add_row(Path(run).name, config.searcher, str(config.seed), str(evals), acc, ci,
+                      flops, lat, f"{made}/{banked}")
+    console.print(table)
+    return 0
+
+
+def cmd_serve_local(args: argparse.Namespace, console: Console) -> int:
+    """Serve the embedded SmolLM2-135M model on an OpenAI-compatible endpoint."""
+    from .llm.local import serve_local
+    return serve_local(args.port, host=args.host, n_threads=args.threads)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytts", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="search the best collaboration graph for a task and budget")
+    p.add_argument("--config", help="TOML file of config keys (flags override it)")
+    p.add_argument("--demo", action="store_true",
+                   help="simulated pool (preset math-like): no files or servers needed")
+    p.add_argument("--local", action="store_true",
+                   help="the embedded SmolLM2 model on arith questions (started automatically)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run")
+    _config_flags(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("eval", help="score one graph (JSON) on a task")
+    p.add_argument("graph", help="graph JSON (e.g. runs/NAME/best_graph.json)")
+    p.add_argument("--config", help="TOML file of config keys (flags override it)")
+    p.add_argument("--demo", action="store_true", help="on the simulated math-like pool")
+    p.add_argument("--local", action="store_true", help="on the embedded model")
+    _config_flags(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("show", help="draw a graph JSON")
+    p.add_argument("graph")
+    p.add_argument("--png", help="also write a PNG drawing to this path")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("compare", help="compare run directories")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("sample", help="sample graphs within a FLOPs budget (kernel demo)")
     p.add_argument("--budget", default="8x qwen2.5-3b",
                    help="FLOPs per query: a number (2e12) or 'N x MODEL' (default: %(default)s)")
@@ -61,16 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=float, default=400.0,
                    help="mean task prompt length in tokens")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("serve-local", help="serve the embedded model (OpenAI-compatible)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_serve_local)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    # piped output (logs, CI) gets wide tables instead of rich's 80-column default
+    console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         return args.func(args, console)
-    except (PyttsError, ValueError) as exc:
-        print(f"pytts {args.command}: error: {exc}", file=sys.stderr)
+    except (PyttsError, ValueError, FileNotFoundError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"pytts {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 

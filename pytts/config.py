@@ -50,6 +50,7 @@ class SearchConfig:
     seed: int = 0
     concurrency: int = 16
     timeout_s: float = 120.0
+    max_tokens: int = 512
     agent: str = field(default="heuristic", metadata=_choice(AGENTS))
     agent_endpoint: str | None = None
     agent_model: str | None = None
@@ -69,7 +70,7 @@ class SearchConfig:
                 raise ConfigError(f"{f.name} = {value!r} is not allowed; use one of: "
                                   f"{', '.join(allowed)}")
         for key, low in (("n_questions", 1), ("n_evals", 1), ("batch_size", 1),
-                         ("concurrency", 1)):
+                         ("concurrency", 1), ("max_tokens", 1)):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < low:
                 raise ConfigError(f"{key} must be an integer >= {low}, got "
                                   f"{getattr(self, key)!r}")

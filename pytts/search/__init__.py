@@ -1,0 +1,32 @@
+"""Search for the best collaboration graph: searchers (ask/tell), objectives, and the loop.
+
+`AgentReinforce` is the paper's method; `RandomSearch`, `Exhaustive`, `Reinforce`, `TPE` and
+`LLMOptimizer` are the baselines. `run_search` drives any of them with an evaluator,
+checkpointing after every evaluation.
+"""
+
+from .agent import Agent, AgentContext, Feedback, HeuristicAgent, LLMAgent, Update
+from .agent_reinforce import AgentReinforce, TrustRegion, move_toward, pilot_graphs
+from .base import (Accuracy, AccuracyLatency, Objective, ParetoFront, ParetoPoint, Searcher,
+                   TrialRecord, neighbours, objective_from_dict)
+from .exhaustive import Exhaustive, feasible_graphs
+from .llm_optimizer import LLMOptimizer, OfflineProposer
+from .random_search import RandomSearch
+from .reinforce import Reinforce
+from .run import Checkpoint, SearchProgress, SearchReport, run_search, run_search_sync
+from .tpe import TPE
+
+SEARCHERS: dict[str, type[Searcher]] = {
+    cls.name: cls for cls in (AgentReinforce, RandomSearch, Exhaustive, Reinforce, TPE,
+                              LLMOptimizer)
+}
+"""Searcher classes by their ``name`` (what a CLI flag or a config file says)."""
+
+__all__ = [
+    "Accuracy", "AccuracyLatency", "Agent", "AgentContext", "AgentReinforce", "Checkpoint",
+    "Exhaustive", "Feedback", "HeuristicAgent", "LLMAgent", "LLMOptimizer", "Objective",
+    "OfflineProposer", "ParetoFront", "ParetoPoint", "RandomSearch", "Reinforce", "SEARCHERS",
+    "SearchProgress", "SearchReport", "Searcher", "TPE", "TrialRecord", "TrustRegion", "Update",
+    "feasible_graphs", "move_toward", "neighbours", "objective_from_dict", "pilot_graphs",
+    "run_search", "run_search_sync",
+]

@@ -1,0 +1,378 @@
+"""Agent-REINFORCE (arXiv 2511.00086): REINFORCE's *sample -> gradient -> update* loop with an
+agent's feedback in place of the gradient, on a probabilistic graph, under a trust region.
+
+Loop (PAPER.md, "Agent-REINFORCE"):
+
+1. **Initialize** (insight 1): one pilot per model - the widest single-layer graph of that model
+   that fits the budget (budget-matched self-consistency, so "several calls of a small model vs
+   one of a big one" is measured directly). The agent turns the pilot scores into a model
+   preference; the probabilistic graph starts as `ProbGraph.from_preference` and moves toward
+   the agent's anchor (usually the best pilot).
+2. **Sample** a round of candidates within the budget: ``n_local`` unseen local moves of the
+   best graph so far (exploitation; drawn in proportion to their probability under the current
+   distribution, so they follow the agent's beliefs) plus unseen samples of the distribution.
+3. **Evaluate** (by the caller: ask/tell).
+4. **Feedback**: the agent reads every scored graph and writes a textual gradient and a
+   structured `Update` (anchor graph or target region, model mix, fuser share, edge density,
+   step size).
+5. **Update** (insights 2 and 3): `move_toward` mixes each distribution toward the update's
+   target with the step size - depth and the widths *given that depth* together - optionally
+   plus a REINFORCE step on the round (``reinforce_lr``), then `TrustRegion` bounds the move.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.special import expit, log_softmax, logit, softmax
+
+from ..errors import BudgetError
+from ..evaluate import EvalResult
+from ..graph import FUSER, CollaborationGraph, GraphBatch
+from ..probgraph import ProbGraph
+from .agent import Agent, AgentContext, Feedback, HeuristicAgent, ScoredGraph, Update
+from .base import Searcher, TrialRecord, log, neighbours
+
+
+class TrustRegion:
+    """Bounds one update so that one noisy round cannot collapse the distribution.
+
+    Every categorical distribution of the probabilistic graph (the depth; the widths of each
+    layer given each depth; each slot's model and role) and every edge's Bernoulli is a *row*.
+    A row moves along the straight logit path from old to proposed only as far as
+    ``KL(new || old) <= max_kl`` nats (the KL grows monotonically along that path, so bisection
+    finds the stopping point). Then each row is mixed with its uniform distribution by
+    ``floor`` (edges: pulled into ``[floor/2, 1 - floor/2]``), a standing exploration floor.
+    """
+
+    def __init__(self, max_kl: float = 0.3, floor: float = 0.05) -> None:
+        if not max_kl > 0 or not 0 <= floor < 1:
+            raise ValueError("need max_kl > 0 and 0 <= floor < 1")
+        self.max_kl = float(max_kl)
+        self.floor = float(floor)
+
+    def apply(self, old: ProbGraph, proposed: ProbGraph) -> tuple[ProbGraph, dict[str, float]]:
+        """The bounded new distribution and, per logit array, the largest row KL it moved."""
+        arrays, kls = [], {}
+        for name, a, b in zip(("depth", "width", "model", "role"), old.logit_arrays()[:4],
+                              proposed.logit_arrays()[:4]):
+            moved, kl = self._project(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))
+            p = (1 - self.floor) * softmax(moved, axis=-1) + self.floor / a.shape[-1]
+            arrays.append(np.log(p).reshape(a.shape))
+            kls[name] = float(kl.max()) if kl.size else 0.0
+        e_old, e_new = old.edge_logits, proposed.edge_logits
+        zero = np.zeros(e_old.size)
+        moved, kl = self._project(np.stack([zero, e_old.ravel()], axis=-1),
+                                  np.stack([zero, e_new.ravel()], axis=-1))
+        p = (1 - self.floor) * expit(moved[:, 1] - moved[:, 0]) + self.floor / 2
+        arrays.append(logit(p).reshape(e_old.shape))
+        kls["edge"] = float(kl.max()) if kl.size else 0.0
+        return ProbGraph(*arrays, model_names=old.model_names), kls
+
+    def _project(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``old + t (new - old)`` (log-normalised) with the largest ``t`` in [0, 1]
+        whose KL to ``old`` is within ``max_kl``; also each row's KL."""
+        lo, ln = log_softmax(old, axis=-1), log_softmax(new, axis=-1)
+        delta = ln - lo
+
+        def kl_at(t: np.ndarray) -> np.ndarray:
+            lt = log_softmax(lo + t[:, None] * delta, axis=-1)
+            return (np.exp(lt) * (lt - lo)).sum(axis=-1)
+
+        low, high = np.zeros(len(lo)), np.ones(len(lo))
+        inside = kl_at(high) <= self.max_kl
+        low[inside] = 1.0
+        for _ in range(40):
+            mid = 0.5 * (low + high)
+            ok = kl_at(mid) <= self.max_kl
+            low = np.where(ok & ~inside, mid, low)
+            high = np.where(ok | inside, high, mid)
+        t = low
+        return log_softmax(lo + t[:, None] * delta, axis=-1), kl_at(t)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"max_kl": self.max_kl, "floor": self.floor}
+
+
+def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None) -> ProbGraph:
+    """The distribution ``update`` asks for: each touched row mixed toward its target by
+    ``update.step_size`` (in probability space), before the trust region.
+
+    Targets: the region is ``(update.depth, update.widths)`` or else the anchor's; the depth row
+    moves to that depth and, jointly, the width rows *of that depth* to its widths (insight 3:
+    the widths other depths prefer are left alone). A slot the anchor uses moves toward half
+    the anchor's model and half ``model_weights`` (all of it to whichever is given); other slots
+    toward ``model_weights``. Roles and edges follow the anchor where it has nodes, else
+    ``fuser_prob`` / ``edge_density``.
+    """
+    a = float(np.clip(update.step_size, 0.0, 1.0))
+    d_max, w_max = pg.depth_max, pg.width_max
+    k = pg.n_models
+    depth_p, width_p = pg.depth_probs(), pg.width_probs()
+    model_p, role_p, edge_p = pg.model_probs(), softmax(pg.role_logits, axis=-1), pg.edge_probs()
+
+    def mix(p: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return (1 - a) * p + a * target
+
+    widths = update.widths if update.widths is not None else (
+        list(anchor.layer_widths) if anchor is not None and update.depth is None else None)
+    if widths is not None:
+        d = len(widths)
+        depth_p = mix(depth_p, np.eye(d_max)[d - 1])
+        for l, w in enumerate(widths):
+            width_p[d - 1, l] = mix(width_p[d - 1, l], np.eye(w_max)[w - 1])
+    elif update.depth is not None:
+        depth_p = mix(depth_p, np.eye(d_max)[update.depth - 1])
+
+    mix_q = None
+    if update.model_weights is not None:
+        names = list(pg.model_names)
+        mix_q = np.array([update.model_weights.get(n, 0.0) for n in names], dtype=np.float64)
+        mix_q /= mix_q.sum()
+    active = anchor.active if anchor is not None else np.zeros((d_max, w_max), bool)
+    for l in range(d_max):
+        for i in range(w_max):
+            if active[l, i]:
+                own = np.eye(k)[anchor.model[l, i]]
+                target = own if mix_q is None else 0.5 * own + 0.5 * mix_q
+            elif mix_q is not None:
+                target = mix_q
+            else:
+                continue
+            model_p[l, i] = mix(model_p[l, i], target)
+            if l == 0:
+                continue
+            if active[l, i]:
+                fuser = float(anchor.role[l, i] == FUSER)
+                if update.fuser_prob is not None:
+                    fuser = 0.5 * fuser + 0.5 * update.fuser_prob
+            elif update.fuser_prob is not None:
+                fuser = update.fuser_prob
+            else:
+                continue
+            role_p[l, i, :2] = mix(role_p[l, i, :2], np.array([1 - fuser, fuser]))
+    for l in range(d_max - 1):
+        for i in range(w_max):
+            for j in range(w_max):
+                if active[l, i] and active[l + 1, j]:
+                    edge_p[l, i, j] = mix(edge_p[l, i, j], float(anchor.edges[l, i, j]))
+                elif update.edge_density is not None:
+                    edge_p[l, i, j] = mix(edge_p[l, i, j], update.edge_density)
+    tiny = 1e-12
+    edge_p = np.clip(edge_p, tiny, 1 - tiny)
+    return ProbGraph(np.log(depth_p + tiny), np.log(width_p + tiny), np.log(model_p + tiny),
+                     np.log(role_p + tiny), logit(edge_p), model_names=pg.model_names)
+
+
+def pilot_graphs(searcher: Searcher) -> list[CollaborationGraph]:
+    """Per model (pool order), the widest one-layer graph of that model within the budget;
+    models whose single call does not fit get none."""
+    d_max, w_max = searcher.template
+    out = []
+    for m in range(len(searcher.model_names)):
+        candidates = [CollaborationGraph.layered([[m] * w], searcher.model_names,
+                                                 template=searcher.template)
+                      for w in range(1, w_max + 1)]
+        fits = np.flatnonzero(searcher.feasible(candidates))
+        if fits.size:
+            out.append(candidates[int(fits.max())])
+    return out
+
+
+class AgentReinforce(Searcher):
+    """The paper's searcher: see the module docstring for the loop.
+
+    ``agent`` is a `HeuristicAgent` (default) or an `LLMAgent`. ``round_size`` candidates are
+    evaluated between feedback steps, ``n_local`` of them local moves of the best graph so far.
+    ``trust`` bounds each update (`TrustRegion`); ``reinforce_lr`` > 0 adds a REINFORCE step
+    (advantages against a moving-average baseline, one batched ``grad_log_prob`` call) to the
+    agent's move before the trust region. ``pilots=False`` skips the initialisation pilots
+    (the distribution then starts uniform and the first feedback comes after the first round).
+
+    Every feedback (text, structured update, source, realised KL per distribution) is kept in
+    ``feedback_log`` and its text on the history record of the tell that closed its round.
+    """
+
+    name = "agent-reinforce"
+
+    def __init__(self, *args: Any, agent: Agent | None = None, round_size: int = 4,
+                 n_local: int = 2, n_parents: int = 1, trust: TrustRegion | None = None,
+                 reinforce_lr: float = 0.0, pilots: bool = True,
+                 baseline_decay: float = 0.7, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if round_size < 1 or not 0 <= n_local <= round_size or reinforce_lr < 0:
+            raise ValueError("need round_size >= 1, 0 <= n_local <= round_size and "
+                             "reinforce_lr >= 0")
+        self.agent: Agent = agent if agent is not None else HeuristicAgent()
+        self.round_size = int(round_size)
+        self.n_local = int(n_local)
+        self.n_parents = int(n_parents)
+        self.trust = trust or TrustRegion()
+        self.reinforce_lr = float(reinforce_lr)
+        self.use_pilots = bool(pilots)
+        self.baseline_decay = float(baseline_decay)
+        self._uniform = ProbGraph.uniform(*self.template, self.model_names)
+        self.probgraph = self._uniform
+        self.baseline: float | None = None
+        self.n_rounds = 0
+        self.feedback_log: list[dict[str, Any]] = []
+        self._queue: list[CollaborationGraph] = []
+        self._rounds: list[dict[str, Any]] = []
+
+    @property
+    def bad_replies(self) -> int:
+        """Agent replies that could not be used (0 for the heuristic agent)."""
+        return self.agent.bad_replies
+
+    # ------------------------------------------------------------- sample
+    async def _propose(self, n: int) -> list[CollaborationGraph]:
+        out: list[CollaborationGraph] = []
+        while len(out) < n:
+            if not self._queue:
+                # graphs taken in this call are not pending yet: keep the new round off them
+                self._plan_round({g.canonical_key() for g in out})
+            out.append(self._queue.pop(0))
+        return out
+
+    def _plan_round(self, exclude: set[str]) -> None:
+        kind = "search"
+        graphs: list[CollaborationGraph] = []
+        if self.n_rounds == 0 and self.use_pilots:
+            kind = "pilot"
+            graphs = [g for g in pilot_graphs(self)
+                      if not self.seen(g) and g.canonical_key() not in exclude]
+        if not graphs:  # also when every pilot was seen already (a warm history)
+            kind = "search"
+            graphs = self._candidates(self.round_size, exclude)
+        self._rounds.append({"round": self.n_rounds, "kind": kind,
+                             "keys": [g.canonical_key() for g in graphs], "values": {}})
+        self.n_rounds += 1
+        self._queue.extend(graphs)
+
+    def _candidates(self, n: int, exclude: set[str]) -> list[CollaborationGraph]:
+        """``n_local`` local moves of the best graph, then samples of the distribution; when
+        those run out of new graphs (a concentrated distribution on a small space), local moves
+        of the next-best graphs, then uniform samples; seen graphs only as a last resort."""
+        ranked = self._ranked_parents()
+        queued = {g.canonical_key() for g in self._queue} | exclude
+        out = self._local_moves(ranked[: self.n_parents], min(self.n_local, n), queued)
+        fillers = (lambda k, ex: self._sample(self.probgraph, k, ex),
+                   lambda k, ex: self._local_moves(ranked[self.n_parents:], k, ex),
+                   lambda k, ex: self._sample(self._uniform, k, ex))
+        for more in fillers:
+            if len(out) < n:
+                out += more(n - len(out), queued | {g.canonical_key() for g in out})
+        if len(out) < n:
+            out += self.sample_unseen(self._uniform, n - len(out), exclude=queued)
+        return out
+
+    def _sample(self, probgraph: ProbGraph, n: int, exclude: set[str]) -> list[CollaborationGraph]:
+        try:
+            return self.sample_unseen(probgraph, n, exclude=exclude, fill=False)
+        except BudgetError:
+            # The distribution drifted where little fits the budget; the caller falls back to
+            # local moves and uniform samples, which always reach graphs that fit.
+            log.info("agent-reinforce: budget-conditioned sampling failed; falling back")
+            return []
+
+    def _ranked_parents(self) -> list[CollaborationGraph]:
+        """Distinct told graphs, best value first (earliest first on ties)."""
+        firsts: dict[str, TrialRecord] = {}
+        for r in self.history:
+            firsts.setdefault(r.key, r)
+        ranked = sorted(firsts.values(), key=lambda r: (-r.value, r.number))
+        return [self.graph_from_dict(r.graph) for r in ranked]
+
+    def _local_moves(self, parents: list[CollaborationGraph], n: int,
+                     exclude: set[str]) -> list[CollaborationGraph]:
+        """Up to ``n`` new feasible neighbours of ``parents``, drawn in proportion to their
+        probability under the current distribution; the parents' neighbourhoods are pooled
+        ``n_parents`` at a time, best parents first."""
+        out: list[CollaborationGraph] = []
+        taken = self.seen_keys() | exclude
+        for start in range(0, len(parents), max(self.n_parents, 1)):
+            if len(out) >= n:
+                break
+            moves: dict[str, CollaborationGraph] = {}
+            for parent in parents[start: start + self.n_parents]:
+                for g in neighbours(parent):
+                    if g.canonical_key() not in taken:
+                        moves.setdefault(g.canonical_key(), g)
+            pool = [g for g, ok in zip(moves.values(), self.feasible(list(moves.values())))
+                    if ok]
+            if not pool:
+                continue
+            p = softmax(self.probgraph.log_prob(GraphBatch.from_graphs(pool)))
+            pick = self.rng.choice(len(pool), size=min(n - len(out), len(pool)),
+                                   replace=False, p=p)
+            out += [pool[int(i)] for i in pick]
+            taken |= {pool[int(i)].canonical_key() for i in pick}
+        return out
+
+    # ------------------------------------------------------------- feedback and update
+    async def _observe(self, graph: CollaborationGraph, result: EvalResult,
+                       record: TrialRecord) -> None:
+        for rnd in self._rounds:
+            if record.key in rnd["keys"] and record.key not in rnd["values"]:
+                rnd["values"][record.key] = record.value
+                break
+        texts = []
+        while self._rounds and len(self._rounds[0]["values"]) == len(self._rounds[0]["keys"]):
+            fb = await self._close_round(self._rounds.pop(0))
+            texts.append(fb.text)
+        if texts:
+            record.feedback = "\n\n".join(texts)
+
+    def _context(self, latest_keys: list[str], round_no: int) -> AgentContext:
+        scored: dict[str, ScoredGraph] = {}
+        for r in self.history:
+            if r.key not in scored:
+                res = r.result
+                scored[r.key] = ScoredGraph(r.number, self.graph_from_dict(r.graph), r.value,
+                                            res["accuracy"], res["n_questions"],
+                                            res["mean_latency_s"], res["mean_flops"])
+        return AgentContext(self.template, self.budget, self.cost, self.objective,
+                            list(scored.values()), [scored[k].id for k in latest_keys],
+                            self.probgraph, round_no)
+
+    async def _close_round(self, rnd: dict[str, Any]) -> Feedback:
+        ctx = self._context(rnd["keys"], rnd["round"])
+        if rnd["kind"] == "pilot":
+            fb = await self.agent.initialize(ctx)
+            weights = fb.update.model_weights or {n: 1.0 for n in self.model_names}
+            base = ProbGraph.from_preference(*self.template, self.model_names, weights)
+        else:
+            fb = await self.agent.feedback(ctx)
+            base = self.probgraph
+        anchor = ctx.by_id()[fb.update.anchor].graph if fb.update.anchor is not None else None
+        proposed = move_toward(base, fb.update, anchor)
+        values = np.array([rnd["values"][k] for k in rnd["keys"]])
+        if self.reinforce_lr > 0 and rnd["kind"] == "search":
+            baseline = float(values.mean()) if self.baseline is None else self.baseline
+            by_id = ctx.by_id()
+            graphs = [by_id[sid].graph for sid in ctx.latest]
+            grad = base.grad_log_prob(graphs, (values - baseline) / len(graphs))
+            proposed = proposed.step(grad, self.reinforce_lr)
+        self.baseline = float(values.mean()) if self.baseline is None else (
+            self.baseline_decay * self.baseline + (1 - self.baseline_decay) * float(values.mean()))
+        self.probgraph, kls = self.trust.apply(base, proposed)
+        self.feedback_log.append({"round": rnd["round"], "kind": rnd["kind"], **fb.to_dict(),
+                                  "kl": kls})
+        return fb
+
+    # ------------------------------------------------------------- persistence
+    def _extra_state(self) -> dict[str, Any]:
+        return {"probgraph": self.probgraph.state_dict(), "baseline": self.baseline,
+                "n_rounds": self.n_rounds, "feedback_log": self.feedback_log,
+                "queue": [g.to_dict() for g in self._queue], "rounds": self._rounds,
+                "agent": self.agent.state_dict()}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.probgraph = ProbGraph.from_state_dict(state["probgraph"])
+        self.baseline = state["baseline"]
+        self.n_rounds = int(state["n_rounds"])
+        self.feedback_log = list(state["feedback_log"])
+        self._queue = [self.graph_from_dict(g) for g in state["queue"]]
+        self._rounds = [dict(r, values=dict(r["values"])) for r in state["rounds"]]
+        self.agent.load_state_dict(state["agent"])

@@ -1,0 +1,170 @@
+"""LLMOptimizer: OPRO-style search, an LLM shown the scored history proposes new graphs as JSON.
+
+Without an endpoint it is driven by `OfflineProposer`, a deterministic stand-in that plays the
+LLM's part through the same prompt and reply path (it mutates the best graphs it is shown).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..cost import CostModel
+from ..errors import AgentReplyError, LLMError
+from ..graph import CollaborationGraph
+from ..llm.base import Completion, LLMClient, Message
+from ..pool import ModelPool, ModelSpec
+from ..probgraph import ProbGraph
+from .agent import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, ScoredGraph,
+                    extract_json_object, graph_from_compact, graph_to_compact, read_context,
+                    render_context)
+from .base import Searcher, log, neighbours
+
+OFFLINE_MODEL = "offline-proposer"
+
+
+class LLMOptimizer(Searcher):
+    """OPRO (Yang et al., 2023) on collaboration graphs.
+
+    Each ``ask(n)`` sends one request: `OPTIMIZER_SYSTEM` and `OPTIMIZER_USER` with the pool,
+    budget, cost formula and the best ``top_k`` scored graphs (worst first), asking for
+    ``n + extra`` graphs in compact JSON. Proposals are taken in reply order when they parse,
+    fit the template and the budget, and are new; the rest of the ``n`` are random feasible
+    graphs (uniform probabilistic graph, unseen preferred). Counters: ``n_requests``,
+    ``n_bad_replies`` (no usable JSON or a failed call), ``n_invalid``, ``n_infeasible``,
+    ``n_duplicates``, ``n_random`` (replacements), ``n_from_llm`` (proposals used).
+
+    ``client=None`` uses `OfflineProposer` (``offline`` is then True): a deterministic
+    stand-in, not an LLM, so results with it say nothing about LLM optimizers.
+    """
+
+    name = "llm-optimizer"
+
+    def __init__(self, *args: Any, client: LLMClient | None = None, model: str = OFFLINE_MODEL,
+                 top_k: int = 20, extra: int = 2, temperature: float = 1.0,
+                 max_tokens: int = 2048, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.offline = client is None
+        self.client: LLMClient = client if client is not None else OfflineProposer()
+        self.model = model
+        self.top_k = int(top_k)
+        self.extra = int(extra)
+        self.temperature = float(temperature)
+        self.max_tokens = int(max_tokens)
+        self.counts = dict.fromkeys(("n_requests", "n_bad_replies", "n_invalid", "n_infeasible",
+                                     "n_duplicates", "n_random", "n_from_llm"), 0)
+        self._uniform = ProbGraph.uniform(*self.template, self.model_names)
+
+    def _context(self) -> AgentContext:
+        scored: dict[str, ScoredGraph] = {}
+        for r in self.history:
+            if r.key not in scored:
+                res = r.result
+                scored[r.key] = ScoredGraph(r.number, self.graph_from_dict(r.graph), r.value,
+                                            res["accuracy"], res["n_questions"],
+                                            res["mean_latency_s"], res["mean_flops"])
+        return AgentContext(self.template, self.budget, self.cost, self.objective,
+                            list(scored.values()), [], self._uniform, len(self.history))
+
+    async def _propose(self, n: int) -> list[CollaborationGraph]:
+        messages = [{"role": "system", "content": OPTIMIZER_SYSTEM},
+                    {"role": "user", "content": OPTIMIZER_USER.format(
+                        n=n + self.extra,
+                        context=render_context({**self._context().to_json(self.top_k),
+                                                "n_requested": n + self.extra}))}]
+        seed = self._next_seed() % 2 ** 31
+        self.counts["n_requests"] += 1
+        proposals: list[Any] = []
+        try:
+            completions = await self.client.complete(self.model, messages, n=1,
+                                                     temperature=self.temperature,
+                                                     max_tokens=self.max_tokens, seed=seed)
+            reply = completions[0].text if completions else ""
+            data = extract_json_object(reply)
+            if not isinstance(data.get("graphs"), list):
+                raise AgentReplyError('the reply has no list "graphs"')
+            proposals = data["graphs"]
+        except (AgentReplyError, LLMError) as exc:
+            self.counts["n_bad_replies"] += 1
+            log.warning("llm-optimizer: unusable reply (%s); proposing random graphs", exc)
+        out: list[CollaborationGraph] = []
+        taken = self.seen_keys()
+        for item in proposals:
+            if len(out) == n:
+                break
+            try:
+                graph = graph_from_compact(item, self.model_names, self.template)
+            except AgentReplyError:
+                self.counts["n_invalid"] += 1
+                continue
+            if graph.canonical_key() in taken:
+                self.counts["n_duplicates"] += 1
+            elif not self.feasible([graph])[0]:
+                self.counts["n_infeasible"] += 1
+            else:
+                out.append(graph)
+                taken.add(graph.canonical_key())
+        self.counts["n_from_llm"] += len(out)
+        if len(out) < n:
+            self.counts["n_random"] += n - len(out)
+            out += self.sample_unseen(self._uniform, n - len(out), exclude=taken)
+        return out
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts)}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.counts = {k: int(v) for k, v in state["counts"].items()}
+
+
+class OfflineProposer:
+    """A deterministic `LLMClient` stand-in for `LLMOptimizer` (no LLM involved).
+
+    It reads the context of the optimizer's prompt and answers in the optimizer's reply format:
+    each requested graph is one local move (`neighbours`) of one of the three best graphs
+    shown, chosen by the request's seed, kept within the budget using the cost formula of the
+    prompt. With nothing scored yet it proposes single calls of the pool's models.
+    """
+
+    async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
+                       temperature: float = 1.0, max_tokens: int = 2048,
+                       seed: int | None = None,
+                       stop: Sequence[str] | None = None) -> list[Completion]:
+        ctx = read_context(messages[-1]["content"])
+        want = int(ctx["n_requested"])
+        rng = np.random.default_rng(seed)
+        text = json.dumps({"graphs": self._proposals(ctx, want, rng)})
+        return [Completion(text=text, prompt_tokens=0, completion_tokens=0, latency_s=0.0,
+                           model=model, finish_reason="stop")]
+
+    async def aclose(self) -> None:
+        pass
+
+    @staticmethod
+    def _proposals(ctx: dict[str, Any], want: int, rng: np.random.Generator) -> list[dict]:
+        names = [m["model"] for m in ctx["pool"]]
+        template = (ctx["template"]["max_depth"], ctx["template"]["max_width"])
+        scored = ctx["evaluated"]
+        if not scored:
+            return [{"layers": [[{"model": names[int(i) % len(names)]}]]}
+                    for i in rng.permutation(max(want, len(names)))[:want]]
+        pool = ModelPool([ModelSpec(m["model"], m["family"], m["params_b"],
+                                    out_tokens=m["out_tokens"]) for m in ctx["pool"]])
+        cost = CostModel(pool, ctx["prompt_tokens"], ctx["template_tokens"])
+        shown = {json.dumps(s["graph"], sort_keys=True) for s in scored}
+        parents = [graph_from_compact(s["graph"], names, template) for s in scored[-3:]]
+        out: list[dict] = []
+        for _ in range(want):
+            parent = parents[int(rng.integers(len(parents)))]
+            moves = neighbours(parent)
+            for i in rng.permutation(len(moves)):
+                g = moves[int(i)]
+                compact = graph_to_compact(g)
+                key = json.dumps(compact, sort_keys=True)
+                if key not in shown and cost.graph_cost(g)[0] <= ctx["budget_flops"]:
+                    shown.add(key)
+                    out.append(compact)
+                    break
+        return out

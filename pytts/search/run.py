@@ -1,0 +1,308 @@
+"""run_search: drive a `Searcher` with an evaluator (ask -> evaluate -> tell), never paying twice
+for the same graph, checkpointing after every evaluation and resuming from the checkpoint.
+
+A checkpoint is a directory with two files. ``state.json`` holds the searcher's ``state_dict``
+and the loop's own state (evaluations done, results evaluated but not told yet); it is replaced
+atomically (temp file + ``os.replace``), so a kill at any instant leaves either the previous or
+the next state. ``history.jsonl`` is the human-readable log, one `TrialRecord` per line, appended
+at every tell; on resume it is rewritten from ``state.json``, which is the source of truth.
+Because tells happen in ask order and every evaluation is persisted before it is told, a run
+killed (even by SIGKILL) and resumed ends with exactly the history of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from ..errors import ConfigError
+from ..evaluate import EvalResult
+from ..graph import CollaborationGraph
+from .base import ParetoFront, Searcher, TrialRecord, log
+
+STATE_FILE = "state.json"
+HISTORY_FILE = "history.jsonl"
+
+
+class GraphEvaluator(Protocol):
+    """Anything that scores a graph on a dev set (`pytts.evaluate.Evaluator` is one)."""
+
+    async def evaluate(self, graph: CollaborationGraph) -> EvalResult:
+        ...
+
+
+@dataclass
+class SearchProgress:
+    """A snapshot for progress displays, sent after every evaluation and every tell."""
+
+    n_evals: int
+    n_evals_target: int
+    n_told: int
+    n_reused: int
+    best_value: float | None
+    best_accuracy: float | None
+    last_value: float | None
+    calls_made: int
+    calls_served: int
+
+
+@dataclass
+class SearchReport:
+    """How a search ended: the best graph, the full history and the Pareto fronts.
+
+    ``stopped`` is ``"budget"`` (``n_evals`` reached), ``"exhausted"`` (the searcher had nothing
+    left to propose) or ``"stale"`` (``max_stale_asks`` asks in a row brought no new graph).
+    """
+
+    best_graph: CollaborationGraph | None
+    best_result: EvalResult | None
+    best_value: float | None
+    history: list[TrialRecord]
+    n_evals: int
+    n_reused: int
+    calls_made: int
+    calls_served: int
+    stopped: str
+    pareto_latency: ParetoFront
+    pareto_flops: ParetoFront
+
+
+@dataclass
+class _LoopState:
+    """What the loop itself must remember across a restart."""
+
+    n_evals: int = 0
+    n_reused: int = 0
+    calls_made: int = 0
+    calls_served: int = 0
+    stale_asks: int = 0
+    batch_reused: list[bool] = field(default_factory=list)
+    evaluated: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "_LoopState":
+        return cls(**data)
+
+
+class Checkpoint:
+    """The checkpoint directory of one search (created on first save)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"checkpoint {self.path} exists and is not a directory; pass a "
+                              "directory path")
+        self.state_path = self.path / STATE_FILE
+        self.history_path = self.path / HISTORY_FILE
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when this checkpoint was never written."""
+        if not self.state_path.exists():
+            return None
+        try:
+            return json.loads(self.state_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"checkpoint {self.state_path} does not parse ({exc}); it was "
+                              "not written by run_search or was edited") from None
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.state_path, json.dumps(state))
+
+    def append(self, record: TrialRecord) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.history_path, "a") as handle:
+            handle.write(json.dumps(record.to_dict()) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def rewrite_history(self, records: list[TrialRecord]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.history_path, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
+
+    @staticmethod
+    def read_history(path: str | os.PathLike[str]) -> list[TrialRecord]:
+        """The records of a ``history.jsonl`` file (or of a checkpoint directory's)."""
+        file = Path(path)
+        if file.is_dir():
+            file = file / HISTORY_FILE
+        with open(file) as handle:
+            return [TrialRecord.from_dict(json.loads(line)) for line in handle if line.strip()]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def print_progress(p: SearchProgress) -> None:
+    """The plain-text progress line used by ``progress=True``."""
+    best = "-" if p.best_value is None else f"{p.best_value:.4f}"
+    print(f"\r[search] evals {p.n_evals}/{p.n_evals_target}  told {p.n_told} "
+          f"(reused {p.n_reused})  best {best}  calls made {p.calls_made} served "
+          f"{p.calls_served}", end="", file=sys.stderr, flush=True)
+
+
+async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int, *,
+                     batch_size: int = 1, checkpoint: str | os.PathLike[str] | None = None,
+                     progress: bool | Callable[[SearchProgress], None] = False,
+                     max_stale_asks: int = 100) -> SearchReport:
+    """Search for ``n_evals`` evaluations (the count of graphs actually evaluated).
+
+    Each round asks for up to ``batch_size`` graphs and evaluates the new ones concurrently; a
+    graph seen before (same canonical key) is told its cached result at no cost, and the
+    searcher is asked again. The search also stops when the searcher proposes nothing
+    (exhausted) or ``max_stale_asks`` asks in a row bring no new graph. With ``checkpoint`` (a
+    directory) everything is persisted after every evaluation and every tell, and an existing
+    checkpoint is resumed; graphs pending in it are finished even past ``n_evals``. If an
+    evaluation raises, the rest of its batch still finishes (and is persisted) before the error
+    propagates. Resuming with a larger ``n_evals`` extends a finished run; it makes the same
+    search as one long run when the first ``n_evals`` was a multiple of ``batch_size`` (some
+    searchers plan rounds at ask time, so ask sizes matter).
+    ``progress`` is True (a line on stderr) or a callback taking a `SearchProgress`.
+    """
+    if n_evals < 0 or batch_size < 1 or max_stale_asks < 1:
+        raise ConfigError(f"need n_evals >= 0, batch_size >= 1 and max_stale_asks >= 1; got "
+                          f"{n_evals}, {batch_size}, {max_stale_asks}")
+    ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
+    loop = _LoopState()
+    saved = ckpt.load() if ckpt is not None else None
+    if saved is not None:
+        searcher.load_state_dict(saved["searcher"])
+        loop = _LoopState.from_dict(saved["run"])
+        log.info("resuming %s from %s: %d evaluations, %d tells done", searcher.name,
+                 checkpoint, loop.n_evals, len(searcher.history))
+    if ckpt is not None:
+        ckpt.rewrite_history(searcher.history)
+    callback = print_progress if progress is True else (progress or None)
+    cache: dict[str, dict[str, Any]] = {}
+    for r in searcher.history:
+        cache.setdefault(r.key, r.result)
+    cache.update(loop.evaluated)
+    fronts = {c: ParetoFront.from_history(c, searcher.history) for c in ("latency", "flops")}
+
+    def persist() -> None:
+        if ckpt is not None:
+            ckpt.save({"searcher": searcher.state_dict(), "run": asdict(loop)})
+
+    def report_progress(last_value: float | None = None) -> None:
+        if callback is None:
+            return
+        best = searcher.best_record()
+        callback(SearchProgress(loop.n_evals, n_evals, len(searcher.history), loop.n_reused,
+                                best.value if best else None,
+                                best.result["accuracy"] if best else None, last_value,
+                                loop.calls_made, loop.calls_served))
+
+    stopped = "budget"
+    while True:
+        graphs = searcher.pending
+        if graphs:
+            reused = loop.batch_reused[-len(graphs):]
+            if len(reused) != len(graphs):
+                reused = _reused_flags(graphs, cache)
+        else:
+            if loop.n_evals >= n_evals:
+                break
+            if loop.stale_asks >= max_stale_asks:
+                stopped = "stale"
+                log.warning("%s proposed no new graph in %d asks in a row; stopping after %d "
+                            "evaluations", searcher.name, loop.stale_asks, loop.n_evals)
+                break
+            graphs = await searcher.aask(min(batch_size, n_evals - loop.n_evals))
+            if not graphs:
+                stopped = "exhausted"
+                break
+            reused = _reused_flags(graphs, cache)
+            loop.batch_reused = reused
+            persist()
+        evaluated_before = loop.n_evals
+        keys = [g.canonical_key() for g in graphs]
+        told = 0
+
+        async def tell_ready() -> None:
+            nonlocal told
+            while told < len(graphs) and keys[told] in cache:
+                key = keys[told]
+                record = await searcher.atell(graphs[told], EvalResult.from_dict(cache[key]),
+                                              reused=reused[told])
+                loop.evaluated.pop(key, None)
+                loop.n_reused += int(reused[told])
+                if not reused[told]:
+                    for front in fronts.values():
+                        front.add(key, record.graph, record.result)
+                if ckpt is not None:
+                    ckpt.append(record)
+                persist()
+                told += 1
+                report_progress(record.value)
+
+        await tell_ready()
+        todo = {}
+        for g, key in zip(graphs, keys):
+            if key not in cache and key not in todo.values():
+                todo[asyncio.ensure_future(evaluator.evaluate(g))] = key
+        order = {key: i for i, key in reversed(list(enumerate(keys)))}
+        failure: BaseException | None = None
+        try:
+            while todo:
+                done, _ = await asyncio.wait(todo, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=lambda t: order[todo[t]]):
+                    key = todo.pop(task)
+                    if task.exception() is not None:
+                        # Keep the batch's other evaluations (persisted as they finish), then
+                        # raise: a resumed run must not pay for them again.
+                        failure = failure or task.exception()
+                        continue
+                    result = task.result()
+                    cache[key] = loop.evaluated[key] = result.to_dict()
+                    loop.n_evals += 1
+                    loop.calls_made += result.calls_made
+                    loop.calls_served += result.calls_served
+                    persist()
+                    report_progress()
+                if failure is None:
+                    await tell_ready()
+            if failure is not None:
+                raise failure
+        finally:
+            for task in todo:
+                task.cancel()
+            if todo:
+                await asyncio.gather(*todo, return_exceptions=True)
+        loop.stale_asks = 0 if loop.n_evals > evaluated_before else loop.stale_asks + 1
+        persist()
+    best = searcher.best()
+    best_record = searcher.best_record()
+    if callback is print_progress:
+        print(file=sys.stderr)
+    return SearchReport(best[0] if best else None, best[1] if best else None,
+                        best_record.value if best_record else None, list(searcher.history),
+                        loop.n_evals, loop.n_reused, loop.calls_made, loop.calls_served,
+                        stopped, fronts["latency"], fronts["flops"])
+
+
+def _reused_flags(graphs: list[CollaborationGraph], cache: dict[str, Any]) -> list[bool]:
+    """True where a graph was evaluated before this batch or repeats an earlier one of it."""
+    seen = set(cache)
+    flags = []
+    for g in graphs:
+        key = g.canonical_key()
+        flags.append(key in seen)
+        seen.add(key)
+    return flags
+
+
+def run_search_sync(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int,
+                    **kwargs: Any) -> SearchReport:
+    """`run_search` from synchronous code (runs its own event loop)."""
+    return asyncio.run(run_search(searcher, evaluator, n_evals, **kwargs))

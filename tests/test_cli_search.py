@@ -1,0 +1,147 @@
+"""`pytts search` and friends: run directories, plots, bad configs, kill-and-resume, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytts.cli import main
+
+PYTTS = [sys.executable, "-m", "pytts.cli"]
+
+
+def _run(args, cwd, timeout=300):
+    return subprocess.run(PYTTS + args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def _bank_keys(run: Path) -> set[tuple]:
+    with sqlite3.connect(run / "bank.sqlite") as conn:
+        return set(conn.execute("SELECT model, prompt_hash, params_hash, sample_index "
+                                "FROM completions"))
+
+
+def test_demo_search_writes_the_whole_run_directory(tmp_path, capsys):
+    assert main(["search", "--demo", "--name", "d", "--runs-dir", str(tmp_path),
+                 "--n-evals", "8"]) == 0
+    run = tmp_path / "d"
+    for name in ("config.toml", "bank.sqlite", "history.jsonl", "state.json", "best_graph.json",
+                 "summary.md", "plots/best_so_far.png", "plots/accuracy_vs_flops.png",
+                 "plots/accuracy_vs_latency.png", "plots/best_graph.png"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    history = _history(run)
+    assert sum(1 for r in history if not r["reused"]) == 8
+    best = json.loads((run / "best_graph.json").read_text())
+    assert best["result"]["accuracy"] == max(r["result"]["accuracy"] for r in history)
+    assert "Best graph" in (run / "summary.md").read_text()
+    assert 'searcher = "agent-reinforce"' in (run / "config.toml").read_text()
+    capsys.readouterr()
+    # show, eval and compare work on what search wrote
+    assert main(["show", str(run / "best_graph.json"), "--png", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert main(["eval", str(run / "best_graph.json"), "--demo", "--n-questions", "40"]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {best['result']['accuracy']:.3f}" in out      # same questions, same seed
+    assert main(["compare", str(run), str(run)]) == 0
+    assert "agent-reinforce" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, config, message", [
+    ([], "flavour = 1\n", "unknown key(s) flavour"),
+    (["--budget", "-5"], "", "budget must be a finite number > 0"),
+    (["--budget", "1e6"], "", "below the cheapest graph"),
+    (["--budget", "3x gpt-9"], "", "unknown model 'gpt-9'"),
+    (["--task", "math", "--pool", "POOL", "--dataset", "missing.jsonl", "--budget", "1e13"], "",
+     "dataset = 'missing.jsonl': no such file"),
+    (["--pool", "POOL", "--task", "arith", "--budget", "1e13"], "",
+     "endpoint http://127.0.0.1:9/v1 is unreachable"),
+    (["--searcher", "annealing"], "", "searcher = 'annealing' is not allowed; use one of"),
+    (["--pool", "nope.toml", "--task", "arith", "--budget", "1e13"], "", "does not exist"),
+])
+def test_bad_configs_exit_2_with_one_line_and_leave_no_run_directory(tmp_path, args, config,
+                                                                     message):
+    pool = tmp_path / "pool.toml"
+    pool.write_text('[[models]]\nname = "m"\nfamily = "f"\nparams_b = 1.0\n'
+                    'endpoint = "http://127.0.0.1:9/v1"\n')
+    cfg = tmp_path / "search.toml"
+    cfg.write_text(config)
+    runs = tmp_path / "runs"
+    argv = ["search", "--config", str(cfg), "--runs-dir", str(runs), "--name", "bad",
+            *[str(pool) if a == "POOL" else a for a in args]]
+    if "--pool" not in args:
+        argv.append("--demo")
+    proc = _run(argv, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.count("\n") == 0 and message in err, err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    proc = _run(["search", "--demo", "--runs-dir", "runs", "--name", "taken"], cwd=tmp_path)
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    common = ["search", "--demo", "--runs-dir", "runs", "--n-evals", "24", "--seed", "5",
+              "--batch-size", "2"]
+    whole = _run(common + ["--name", "whole"], cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(PYTTS + common + ["--name", "cut"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tmp_path / "runs" / "cut" / "history.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if history.exists() and len(history.read_text().splitlines()) >= 8:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(history.read_text().splitlines())
+    assert 8 <= killed_at and not (tmp_path / "runs" / "cut" / "best_graph.json").exists()
+
+    resumed = _run(["search", "--resume", "runs/cut"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _history(tmp_path / "runs" / "whole"), _history(tmp_path / "runs" / "cut")
+    strip = [(r["key"], r["value"], r["reused"]) for r in a]
+    assert strip == [(r["key"], r["value"], r["reused"]) for r in b]   # nothing lost or repeated
+    assert [r["number"] for r in b] == list(range(len(b)))
+    best_a = json.loads((tmp_path / "runs" / "whole" / "best_graph.json").read_text())
+    best_b = json.loads((tmp_path / "runs" / "cut" / "best_graph.json").read_text())
+    assert best_a["graph"] == best_b["graph"]
+    # the same calls were needed and each was made once: same bank, and the resumed run made
+    # no more calls than the uninterrupted one (its in-flight calls were served from the bank)
+    assert _bank_keys(tmp_path / "runs" / "whole") == _bank_keys(tmp_path / "runs" / "cut")
+    made = lambda h: sum(r["result"]["calls_made"] for r in h if not r["reused"])  # noqa: E731
+    served = lambda h: sum(r["result"]["calls_served"] for r in h if not r["reused"])  # noqa
+    assert made(b) <= made(a) and made(b) + served(b) == made(a) + served(a)
+    assert made(a) == len(_bank_keys(tmp_path / "runs" / "whole"))
+
+
+@pytest.mark.slow
+def test_ray_mode_gives_the_same_history_as_local_mode(tmp_path):
+    pytest.importorskip("ray")
+    common = ["search", "--demo", "--runs-dir", "runs", "--n-evals", "8", "--seed", "2",
+              "--batch-size", "4"]
+    local = _run(common + ["--name", "local"], cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    on_ray = _run(common + ["--name", "ray", "--ray", "auto"], cwd=tmp_path, timeout=600)
+    assert on_ray.returncode == 0, on_ray.stderr
+    a, b = _history(tmp_path / "runs" / "local"), _history(tmp_path / "runs" / "ray")
+    assert [(r["key"], r["value"], r["result"]["correct"]) for r in a] == \
+           [(r["key"], r["value"], r["result"]["correct"]) for r in b]
