@@ -107,3 +107,21 @@ def test_step_size_zero_changes_nothing():
     moved = move_toward(pg, Update(step_size=0.0, anchor=0, model_weights={"s": 1.0}), anchor)
     for a, b in zip(pg.logit_arrays(), moved.logit_arrays()):
         assert np.allclose(np.exp(log_softmax(a, -1)), np.exp(log_softmax(b, -1)))
+
+
+def test_reinforce_step_and_no_pilots_variants_stay_within_the_trust_region():
+    from test_search_fakes import ToyEvaluator, make_searcher
+    from test_search_searchers import drive
+
+    plain = make_searcher("agent-reinforce", seed=1, template=(3, 3))
+    mixed = make_searcher("agent-reinforce", seed=1, template=(3, 3))
+    mixed.reinforce_lr = 0.5
+    bare = make_searcher("agent-reinforce", seed=1, template=(3, 3))
+    bare.use_pilots = False
+    for s in (plain, mixed, bare):
+        drive(s, ToyEvaluator(), 19)
+        assert all(max(e["kl"].values()) <= s.trust.max_kl + 1e-6 for e in s.feedback_log)
+    assert [e["kind"] for e in bare.feedback_log] == ["search"] * len(bare.feedback_log)
+    assert bare.history[0].graph != plain.history[0].graph
+    # same agent feedback, but the REINFORCE term moved the distribution differently
+    assert not np.allclose(plain.probgraph.model_logits, mixed.probgraph.model_logits)

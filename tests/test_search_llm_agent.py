@@ -31,6 +31,7 @@ BAD = {
     "widths vs depth": json.dumps({"feedback": "x", "step_size": 0.3, "depth": 2,
                                    "widths": [1, 1, 1]}),
     "no such anchor": json.dumps({"feedback": "x", "step_size": 0.3, "anchor": 999}),
+    "not a number": '{"feedback": "x", "step_size": 0.3, "depth": NaN}',
     "infeasible region": json.dumps({"feedback": "x", "step_size": 0.3, "widths": [3, 3, 3]}),
 }
 
@@ -167,4 +168,22 @@ def test_heuristic_agent_feedback_is_deterministic():
     a = HeuristicAgent().initial_feedback(ctx)
     b = HeuristicAgent().initial_feedback(ctx)
     assert a.to_dict() == b.to_dict()
-    assert a.update.anchor in {0, 1, 2} and a.source == "heuristic"
+    assert a.source == "heuristic" and a.update.anchor is None  # pilots say nothing of depth
+    best = max(ctx.scored, key=lambda s: s.value)
+    weights = a.update.model_weights
+    assert max(weights, key=weights.get) == best.graph.model_names[best.graph.model[0, 0]]
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("reply, message", [
+    ('Thinking about {this}. Answer: {"feedback": "ok", "step_size": 0.2} done', None),
+    ('{"feedback": "ok", "step_size": 0.2', "cut off"),
+    ("no braces at all", "no JSON object"),
+])
+def test_extract_json_object_finds_json_in_prose_and_names_truncation(reply, message):
+    from pytts.search.agent import extract_json_object
+    if message is None:
+        assert extract_json_object(reply) == {"feedback": "ok", "step_size": 0.2}
+    else:
+        with pytest.raises(AgentReplyError, match=message):
+            extract_json_object(reply)

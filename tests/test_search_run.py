@@ -159,7 +159,6 @@ run_search_sync(make_searcher(sys.argv[1], seed=3), ToyEvaluator(delay_s=0.03), 
 """
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["agent-reinforce", "tpe"])
 def test_sigkilled_run_resumes_to_the_same_history(name, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}

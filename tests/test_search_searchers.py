@@ -4,6 +4,7 @@ searcher that continues exactly like an uninterrupted one."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -262,3 +263,9 @@ def test_agent_reinforce_moves_mass_toward_the_best_models():
     assert toy_accuracy(s.best()[0]) >= max(toy_accuracy(CollaborationGraph.layered(
         [[k]], s.model_names)) for k in range(3))
 
+
+
+def test_tpe_without_optuna_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # makes `import optuna` fail
+    with pytest.raises(ConfigError, match=r'pip install "pytts\[optuna\]"'):
+        make_searcher("tpe")

@@ -26,7 +26,7 @@ from ..errors import AgentReplyError, LLMError
 from ..graph import FUSER, ROLES, CollaborationGraph
 from ..llm.base import LLMClient
 from ..probgraph import ProbGraph
-from .base import Objective, log
+from .base import Objective, TrialRecord, log
 
 # ===================================================================== compact graph JSON
 COMPACT_FORMAT = (
@@ -138,13 +138,27 @@ class ScoredGraph:
         return math.sqrt(max(p * (1 - p), 0.05) / max(self.n_questions, 1))
 
 
+def scored_graphs(records: Sequence[TrialRecord],
+                  model_names: Sequence[str]) -> dict[str, ScoredGraph]:
+    """The distinct graphs of a search history by canonical key, each as of its first tell."""
+    scored: dict[str, ScoredGraph] = {}
+    for r in records:
+        if r.key not in scored:
+            res = r.result
+            graph = CollaborationGraph.from_dict(r.graph, model_names)
+            scored[r.key] = ScoredGraph(r.number, graph, r.value, res["accuracy"],
+                                        res["n_questions"], res["mean_latency_s"],
+                                        res["mean_flops"])
+    return scored
+
+
 @dataclass
 class AgentContext:
     """Everything an agent may read when it initialises or gives feedback.
 
     ``scored`` holds every distinct evaluated graph in order of first evaluation; ``latest``
     the ids of the round just evaluated (the pilots, at initialisation); ``distribution`` the
-    current probabilistic graph.
+    current probabilistic graph (None for searchers that have none).
     """
 
     template: tuple[int, int]
@@ -153,7 +167,7 @@ class AgentContext:
     objective: Objective
     scored: list[ScoredGraph]
     latest: list[int]
-    distribution: ProbGraph
+    distribution: ProbGraph | None
     round: int
 
     def by_id(self) -> dict[int, ScoredGraph]:
@@ -163,7 +177,8 @@ class AgentContext:
         return max(self.scored, key=lambda s: (s.value, -s.id))
 
     def to_json(self, top_k: int = 20) -> dict[str, Any]:
-        """The JSON an LLM is shown: task, pool, best ``top_k`` and latest graphs, distribution.
+        """The JSON an LLM is shown: task, pool, best ``top_k`` and latest graphs, and the
+        distribution's depth and model marginals (when there is a distribution).
 
         Graphs are listed worst to best (the OPRO convention: the best sit next to the
         instruction).
@@ -173,8 +188,7 @@ class AgentContext:
         ids = {s.id for s in shown}
         shown = sorted([s for s in self.scored if s.id in self.latest and s.id not in ids]
                        + shown, key=lambda s: (s.value, -s.id))
-        pg = self.distribution
-        return {
+        data = {
             "objective": repr(self.objective),
             "template": {"max_depth": self.template[0], "max_width": self.template[1]},
             "budget_flops": self.budget,
@@ -189,12 +203,15 @@ class AgentContext:
                            "graph": graph_to_compact(s.graph)} for s in shown],
             "latest_ids": list(self.latest),
             "best_id": self.best().id if self.scored else None,
-            "distribution": {
+        }
+        pg = self.distribution
+        if pg is not None:
+            data["distribution"] = {
                 "depth_probs": [round(float(p), 3) for p in pg.depth_probs()],
                 "model_probs": {n: round(float(p), 3)
                                 for n, p in zip(pg.model_names, pg.mean_model_probs())},
-            },
-        }
+            }
+        return data
 
 
 # ===================================================================== what the agent writes
@@ -298,12 +315,13 @@ class HeuristicAgent(Agent):
         lines = ["Pilots (one budget-matched single-model graph per model):"]
         lines += [f"  #{s.id} {describe_compact(s.graph)}: score {s.value:.3f}"
                   for s in sorted(pilots, key=lambda s: -s.value)]
-        lines.append(f"Prefer {_fmt_weights(weights)}: a model's weight falls with its gap to "
-                     f"the best pilot in units of its noise ({best.stderr:.3f}).")
-        lines.append(f"Start near the best pilot #{best.id} (step {step:.2f}); depth and width "
-                     "stay open to exploration.")
-        return Feedback("\n".join(lines), Update(step_size=step, anchor=best.id,
-                                                 model_weights=weights), "heuristic")
+        lines.append(f"Prefer {_fmt_weights(weights)}: each model's chance of being the best "
+                     f"given the pilot scores and their noise ({best.stderr:.3f}).")
+        lines.append("Pilots have one layer, so they say nothing yet about depth: keep depth "
+                     "and width open and probe them around the best pilot "
+                     f"#{best.id} (insights 2 and 3).")
+        return Feedback("\n".join(lines), Update(step_size=step, model_weights=weights),
+                        "heuristic")
 
     def round_feedback(self, ctx: AgentContext) -> Feedback:
         best = ctx.best()
@@ -414,8 +432,12 @@ def _scaling_text(scored: list[ScoredGraph], best: ScoredGraph) -> str:
     depth_txt = ", ".join(f"d{d} {v:.3f}" for d, v in sorted(by_depth.items()))
     width_txt = ", ".join(f"w{w} {v:.3f}" for w, v in sorted(by_width.items()))
     peak = max(by_width, key=by_width.get)
-    where = ("inside the explored widths: scaling saturates past it"
-             if peak < max(by_width) else "at the widest explored: try wider if the budget allows")
+    if peak < max(by_width):
+        where = "inside the explored widths: scaling saturates past it"
+    elif peak < best.graph.template[1]:
+        where = "at the widest explored: try wider if the budget allows"
+    else:
+        where = "at the template's widest"
     return (f"Best by depth: {depth_txt}. At depth {best.graph.depth}, best by first-layer "
             f"width: {width_txt} (peak w{peak}, {where}).")
 
@@ -484,29 +506,33 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
 def extract_json_object(text: str) -> dict[str, Any]:
-    """The JSON object in an LLM reply (bare, or in a ``` fence, or the outermost {...}).
+    """The first JSON object in an LLM reply: in a ``` fence, bare, or inside prose.
 
-    AgentReplyError when there is none or it does not parse (prose, truncation).
+    AgentReplyError when there is none (prose, garbage) or the object never closes (a reply
+    cut off by the token limit).
     """
     if not isinstance(text, str) or not text.strip():
         raise AgentReplyError("the reply is empty")
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
     error = "no JSON object in the reply"
-    for chunk in candidates:
-        start, end = chunk.find("{"), chunk.rfind("}")
-        if start >= 0 and end < start:
-            error = "the reply's JSON is cut off (truncated)"
-        if start < 0 or end <= start:
-            continue
-        try:
-            data = json.loads(chunk[start:end + 1])
-        except json.JSONDecodeError as exc:
-            error = f"the reply's JSON does not parse ({exc.msg} at char {exc.pos})"
-            continue
-        if isinstance(data, dict):
-            return data
-        error = "the reply's JSON is not an object"
+    for chunk in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
+        starts = [i for i, c in enumerate(chunk) if c == "{"][:_MAX_JSON_STARTS]
+        for i in starts:
+            try:
+                data, _ = decoder.raw_decode(chunk, i)
+            except json.JSONDecodeError as exc:
+                if exc.pos >= len(chunk.rstrip()):
+                    error = "the reply's JSON is cut off (truncated)"
+                elif error == "no JSON object in the reply":
+                    error = f"the reply's JSON does not parse ({exc.msg} at char {exc.pos})"
+                continue
+            if isinstance(data, dict):
+                return data
     raise AgentReplyError(error + f": {text[:120]!r}")
+
+
+_MAX_JSON_STARTS = 50
+"""Opening braces tried per reply (a long prose reply is not searched exhaustively)."""
 
 
 def _number(data: dict[str, Any], key: str, low: float, high: float,
@@ -524,7 +550,8 @@ def _number(data: dict[str, Any], key: str, low: float, high: float,
 
 
 def _integer(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value != int(value)):
         raise AgentReplyError(f'"{key}" must be an integer, got {value!r}')
     if not low <= value <= high:
         raise AgentReplyError(f'"{key}" must be in {low}..{high}, got {value!r}')

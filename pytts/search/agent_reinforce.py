@@ -6,11 +6,12 @@ Loop (PAPER.md, "Agent-REINFORCE"):
 1. **Initialize** (insight 1): one pilot per model - the widest single-layer graph of that model
    that fits the budget (budget-matched self-consistency, so "several calls of a small model vs
    one of a big one" is measured directly). The agent turns the pilot scores into a model
-   preference; the probabilistic graph starts as `ProbGraph.from_preference` and moves toward
-   the agent's anchor (usually the best pilot).
-2. **Sample** a round of candidates within the budget: ``n_local`` unseen local moves of the
-   best graph so far (exploitation; drawn in proportion to their probability under the current
-   distribution, so they follow the agent's beliefs) plus unseen samples of the distribution.
+   preference and the probabilistic graph starts as `ProbGraph.from_preference` (its depth and
+   widths uniform: one-layer pilots say nothing about depth).
+2. **Sample** a round of ``round_size`` new candidates within the budget: ``n_local`` local
+   moves of the best graph so far (exploitation, alternating between *shape* moves that probe
+   one step of width or depth - insight 2 - and *content* moves of models, roles and edges,
+   each drawn by its probability under the distribution), and samples of the distribution.
 3. **Evaluate** (by the caller: ask/tell).
 4. **Feedback**: the agent reads every scored graph and writes a textual gradient and a
    structured `Update` (anchor graph or target region, model mix, fuser share, edge density,
@@ -31,7 +32,7 @@ from ..errors import BudgetError
 from ..evaluate import EvalResult
 from ..graph import FUSER, CollaborationGraph, GraphBatch
 from ..probgraph import ProbGraph
-from .agent import Agent, AgentContext, Feedback, HeuristicAgent, ScoredGraph, Update
+from .agent import Agent, AgentContext, Feedback, HeuristicAgent, Update, scored_graphs
 from .base import Searcher, TrialRecord, log, neighbours
 
 
@@ -165,6 +166,18 @@ def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None
                      np.log(role_p + tiny), logit(edge_p), model_names=pg.model_names)
 
 
+def _shape_log_prob(pg: ProbGraph, graphs: list[CollaborationGraph]) -> np.ndarray:
+    """log P(depth, layer widths) of each graph under ``pg``."""
+    depth_lp = log_softmax(pg.depth_logits)
+    width_lp = log_softmax(pg.width_logits, axis=-1)
+    out = np.empty(len(graphs))
+    for b, g in enumerate(graphs):
+        d = g.depth
+        out[b] = depth_lp[d - 1] + sum(width_lp[d - 1, l, w - 1]
+                                       for l, w in enumerate(g.layer_widths))
+    return out
+
+
 def pilot_graphs(searcher: Searcher) -> list[CollaborationGraph]:
     """Per model (pool order), the widest one-layer graph of that model within the budget;
     models whose single call does not fit get none."""
@@ -197,7 +210,7 @@ class AgentReinforce(Searcher):
     name = "agent-reinforce"
 
     def __init__(self, *args: Any, agent: Agent | None = None, round_size: int = 4,
-                 n_local: int = 2, n_parents: int = 1, trust: TrustRegion | None = None,
+                 n_local: int = 2, trust: TrustRegion | None = None,
                  reinforce_lr: float = 0.0, pilots: bool = True,
                  baseline_decay: float = 0.7, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -207,7 +220,6 @@ class AgentReinforce(Searcher):
         self.agent: Agent = agent if agent is not None else HeuristicAgent()
         self.round_size = int(round_size)
         self.n_local = int(n_local)
-        self.n_parents = int(n_parents)
         self.trust = trust or TrustRegion()
         self.reinforce_lr = float(reinforce_lr)
         self.use_pilots = bool(pilots)
@@ -256,9 +268,9 @@ class AgentReinforce(Searcher):
         of the next-best graphs, then uniform samples; seen graphs only as a last resort."""
         ranked = self._ranked_parents()
         queued = {g.canonical_key() for g in self._queue} | exclude
-        out = self._local_moves(ranked[: self.n_parents], min(self.n_local, n), queued)
+        out = self._local_moves(ranked[:1], min(self.n_local, n), queued)
         fillers = (lambda k, ex: self._sample(self.probgraph, k, ex),
-                   lambda k, ex: self._local_moves(ranked[self.n_parents:], k, ex),
+                   lambda k, ex: self._local_moves(ranked[1:], k, ex),
                    lambda k, ex: self._sample(self._uniform, k, ex))
         for more in fillers:
             if len(out) < n:
@@ -286,28 +298,36 @@ class AgentReinforce(Searcher):
 
     def _local_moves(self, parents: list[CollaborationGraph], n: int,
                      exclude: set[str]) -> list[CollaborationGraph]:
-        """Up to ``n`` new feasible neighbours of ``parents``, drawn in proportion to their
-        probability under the current distribution; the parents' neighbourhoods are pooled
-        ``n_parents`` at a time, best parents first."""
+        """Up to ``n`` new feasible neighbours of ``parents`` (best parent first).
+
+        A parent's moves are taken alternately from its *shape* moves (a layer or a node more
+        or less: probing the scaling limits, insight 2) and its *content* moves (same layer
+        widths, another model, role or edge). Within each kind a move is drawn in proportion
+        to its probability under the current distribution given its shape, so content follows
+        the agent's latest beliefs while the distribution's current shape preference does not
+        veto probing a neighbouring shape.
+        """
         out: list[CollaborationGraph] = []
         taken = self.seen_keys() | exclude
-        for start in range(0, len(parents), max(self.n_parents, 1)):
+        for parent in parents:
             if len(out) >= n:
                 break
-            moves: dict[str, CollaborationGraph] = {}
-            for parent in parents[start: start + self.n_parents]:
-                for g in neighbours(parent):
-                    if g.canonical_key() not in taken:
-                        moves.setdefault(g.canonical_key(), g)
-            pool = [g for g, ok in zip(moves.values(), self.feasible(list(moves.values())))
-                    if ok]
-            if not pool:
+            moves = [g for g in neighbours(parent) if g.canonical_key() not in taken]
+            moves = [g for g, ok in zip(moves, self.feasible(moves)) if ok]
+            if not moves:
                 continue
-            p = softmax(self.probgraph.log_prob(GraphBatch.from_graphs(pool)))
-            pick = self.rng.choice(len(pool), size=min(n - len(out), len(pool)),
-                                   replace=False, p=p)
-            out += [pool[int(i)] for i in pick]
-            taken |= {pool[int(i)].canonical_key() for i in pick}
+            logp = self.probgraph.log_prob(GraphBatch.from_graphs(moves)) - \
+                _shape_log_prob(self.probgraph, moves)
+            shape = np.array([g.layer_widths != parent.layer_widths for g in moves])
+            groups = [list(np.flatnonzero(shape)), list(np.flatnonzero(~shape))]
+            turn = 0
+            while len(out) < n and any(groups):
+                group = groups[turn % 2] or groups[(turn + 1) % 2]
+                p = softmax(logp[group])
+                i = group.pop(int(self.rng.choice(len(group), p=p)))
+                out.append(moves[i])
+                turn += 1
+            taken |= {g.canonical_key() for g in out}
         return out
 
     # ------------------------------------------------------------- feedback and update
@@ -325,13 +345,7 @@ class AgentReinforce(Searcher):
             record.feedback = "\n\n".join(texts)
 
     def _context(self, latest_keys: list[str], round_no: int) -> AgentContext:
-        scored: dict[str, ScoredGraph] = {}
-        for r in self.history:
-            if r.key not in scored:
-                res = r.result
-                scored[r.key] = ScoredGraph(r.number, self.graph_from_dict(r.graph), r.value,
-                                            res["accuracy"], res["n_questions"],
-                                            res["mean_latency_s"], res["mean_flops"])
+        scored = scored_graphs(self.history, self.model_names)
         return AgentContext(self.template, self.budget, self.cost, self.objective,
                             list(scored.values()), [scored[k].id for k in latest_keys],
                             self.probgraph, round_no)

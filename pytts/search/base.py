@@ -280,6 +280,7 @@ class Searcher(ABC):
         return self.graph_from_dict(record.graph), record.eval_result()
 
     def best_record(self) -> TrialRecord | None:
+        """The history record `best` is built from, or None."""
         best: TrialRecord | None = None
         for r in self.history:
             if best is None or r.value > best.value:
@@ -292,9 +293,11 @@ class Searcher(ABC):
         return key in self._value_by_key or any(g.canonical_key() == key for g in self._pending)
 
     def seen_keys(self) -> set[str]:
+        """Canonical keys of every told or pending graph."""
         return set(self._value_by_key) | {g.canonical_key() for g in self._pending}
 
     def graph_from_dict(self, data: dict[str, Any]) -> CollaborationGraph:
+        """A graph of this searcher's pool from ``CollaborationGraph.to_dict()`` output."""
         return CollaborationGraph.from_dict(data, self.model_names)
 
     # ------------------------------------------------------------- persistence

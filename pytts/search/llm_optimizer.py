@@ -17,9 +17,9 @@ from ..graph import CollaborationGraph
 from ..llm.base import Completion, LLMClient, Message
 from ..pool import ModelPool, ModelSpec
 from ..probgraph import ProbGraph
-from .agent import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, ScoredGraph,
-                    extract_json_object, graph_from_compact, graph_to_compact, read_context,
-                    render_context)
+from .agent import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, extract_json_object,
+                    graph_from_compact, graph_to_compact, read_context, render_context,
+                    scored_graphs)
 from .base import Searcher, log, neighbours
 
 OFFLINE_MODEL = "offline-proposer"
@@ -58,15 +58,9 @@ class LLMOptimizer(Searcher):
         self._uniform = ProbGraph.uniform(*self.template, self.model_names)
 
     def _context(self) -> AgentContext:
-        scored: dict[str, ScoredGraph] = {}
-        for r in self.history:
-            if r.key not in scored:
-                res = r.result
-                scored[r.key] = ScoredGraph(r.number, self.graph_from_dict(r.graph), r.value,
-                                            res["accuracy"], res["n_questions"],
-                                            res["mean_latency_s"], res["mean_flops"])
+        scored = scored_graphs(self.history, self.model_names)
         return AgentContext(self.template, self.budget, self.cost, self.objective,
-                            list(scored.values()), [], self._uniform, len(self.history))
+                            list(scored.values()), [], None, len(self.history))
 
     async def _propose(self, n: int) -> list[CollaborationGraph]:
         messages = [{"role": "system", "content": OPTIMIZER_SYSTEM},
