@@ -142,7 +142,7 @@ def grad_log_prob(depth_logits, width_logits, model_logits, role_logits, edge_lo
         raise ValueError(f"graph {bad} has probability zero under this ProbGraph "
                          "(grad_log_prob needs possible graphs)")
     weights = np.asarray(weights, dtype=np.float64)
-    layers, slots = np.arange(d), np.arange(w)
+    layers = np.arange(d)
 
     g_depth = np.bincount(depth - 1, weights=weights, minlength=d) - weights.sum() * softmax(depth_logits)
 

@@ -223,7 +223,7 @@ class ProbGraph:
         A one-predecessor column can arise from a Bernoulli draw or from the forced edge;
         the per-column term accounts for that merge exactly.
         """
-        d_max, w_max = self.depth_max, self.width_max
+        d_max = self.depth_max
         pd = self.depth_probs()
         pw = self.width_probs()
         h = _cat_entropy(self.depth_logits)
