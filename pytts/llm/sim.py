@@ -582,8 +582,8 @@ class SimulatedPool:
         The semantics are those of the text path (GraphExecutor over this pool): the same node
         behaviour, sinks voted by `pytts.kernels.vote` in `graph.vote_order()` (ties to the first
         sink answer in that order). Draws of node (layer, slot) come from ``seed`` and the node's
-        position, so graphs that share nodes share their draws (common random numbers). ``stderr`` is the Monte-Carlo error
-        of the mean over these questions.
+        position, so graphs that share nodes share their draws (common random numbers).
+        ``stderr`` is the Monte-Carlo error of the mean over these questions.
         """
         questions = self._check_questions(questions)
         return self._monte_carlo(graph, _Rows.of(questions, self.preset.noise), n_samples, seed,
