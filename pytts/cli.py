@@ -116,8 +116,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         config = _search_config(args)
         setup = runner.resolve(config)
         runner.check_endpoints(setup)
-        run_dir = runner.prepare_run_dir(config)
-        setup = runner.resolve(runner.load_run_config(run_dir))
+        run_dir, written = runner.prepare_run_dir(config)
+        setup = dataclasses.replace(setup, config=written)
     evaluator_factory = None
     if setup.config.ray:
         from .distributed import ray_evaluator_factory

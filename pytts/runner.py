@@ -172,8 +172,10 @@ def default_run_name(config: SearchConfig) -> str:
     return f"{config.searcher}-{pool}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(config: SearchConfig) -> Path:
-    """Create ``runs/<name>/`` with the resolved config; ConfigError if it exists already."""
+def prepare_run_dir(config: SearchConfig) -> tuple[Path, SearchConfig]:
+    """Create ``runs/<name>/`` with the resolved config; ConfigError if it exists already.
+
+    Returns the directory and the config as written (with its name filled in)."""
     name = config.name or default_run_name(config)
     run_dir = Path(config.runs_dir) / name
     if run_dir.exists():
@@ -185,7 +187,7 @@ def prepare_run_dir(config: SearchConfig) -> Path:
     final = SearchConfig.from_mapping({**config.__dict__, "name": name})
     (tmp / CONFIG_FILE).write_text(final.to_toml())
     os.replace(tmp, run_dir)     # the directory appears whole or not at all
-    return run_dir
+    return run_dir, final
 
 
 def load_run_config(run_dir: str | Path) -> SearchConfig:
