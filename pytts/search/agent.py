@@ -611,19 +611,9 @@ def parse_feedback(text: str, ctx: AgentContext) -> tuple[str, Update]:
 def region_min_flops(widths: Sequence[int], cost: CostModel) -> float:
     """FLOPs of the cheapest graph with these layer widths: the cheapest model everywhere and
     one input per later node (a lower bound up to mixing models across layers)."""
-    names = cost.pool.names
-    cheapest = min(range(len(names)), key=lambda k: cost.call_flops(k))
-    layers = [[cheapest] * w for w in widths]
-    d, w = len(widths), max(widths)
-    model = np.full((d, w), -1, np.int16)
-    role = np.zeros((d, w), np.int8)
-    edges = np.zeros((d - 1, w, w), np.uint8)
-    for l, layer in enumerate(layers):
-        model[l, : len(layer)] = layer
-        if l > 0:
-            for j in range(len(layer)):
-                edges[l - 1, min(j, widths[l - 1] - 1), j] = 1
-    return cost.graph_cost(CollaborationGraph(model, role, edges, names))[0]
+    cheapest = min(range(len(cost.pool)), key=cost.call_flops)
+    reading_one = cost.call_flops(cheapest, cost.pool[cheapest].out_tokens)
+    return widths[0] * cost.call_flops(cheapest) + sum(widths[1:]) * reading_one
 
 
 # ===================================================================== LLM agent
