@@ -76,7 +76,7 @@ def check_llama_build() -> Check:
     code = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, check=False)
     except subprocess.TimeoutExpired:
         return Check(item, False, "importing llama_cpp took more than 60 s")
     if proc.returncode != 0:

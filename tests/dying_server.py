@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_openai import completion_body  # noqa: E402
+from fake_openai import completion_body
 
 LAST_WORDS = "dying_server: about to {action} on request {n}"
 """What the process prints right before it dies; the LLMError must carry it."""
@@ -47,10 +47,10 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self._send({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             nonlocal count
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with lock:

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import require_core
 from fake_openai import FakeOpenAI
+
 from pytts.cli import EXIT_FAILED, main
 from pytts.doctor import check_extension_build
 

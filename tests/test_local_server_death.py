@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from dying_server import LAST_WORDS
+
 from pytts import CollaborationGraph, ModelPool
 from pytts.errors import LLMError, ServerExitedError
 from pytts.evaluate import Evaluator
