@@ -23,7 +23,9 @@ PROBE_MESSAGES = [{"role": "user", "content": "Say OK."}]
 SPEED_PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to "
                                             "cook."}]
 SPEED_TOKENS = 64
-"""The timed completion of the embedded model: a prompt that keeps it talking, this many tokens."""
+SPEED_TIMEOUT_S = 300.0
+"""The timed completion of the embedded model: a prompt that keeps it talking, this many tokens,
+and a timeout generous enough for a busy CPU (the figure is what this check is for)."""
 
 _UNPORTABLE_CPU_FEATURES = ("AVX512", "AMX")
 """llama.cpp CPU features that a CPU may advertise and a virtual machine still trap on."""
@@ -103,7 +105,8 @@ def check_embedded_model(n_threads: int = 2) -> Check:
     from .llm.openai import OpenAIClient
 
     async def timed(url: str) -> Completion:
-        async with OpenAIClient(url, max_retries=0, liveness=server.exit_reason) as client:
+        async with OpenAIClient(url, max_retries=0, timeout_s=SPEED_TIMEOUT_S,
+                                liveness=server.exit_reason) as client:
             out = await client.complete(SERVED_MODEL, SPEED_PROMPT, max_tokens=SPEED_TOKENS,
                                         temperature=0.0, seed=0)
         return out[0]
