@@ -4,16 +4,15 @@ Run as ``python dying_server.py --port P --hits FILE --at N --then ACTION``: it 
 ``GET /v1/models`` and ``POST /v1/chat/completions`` like an OpenAI server, appends one line to
 ``FILE`` per completion request it receives (the file outlives the process, so a test can count
 the attempts that reached it), and on completion request number ``N`` does ``ACTION``:
-``ILL``/``KILL``/... raises that signal on itself in the middle of the request (``ILL`` is what
-an illegal CPU instruction does to llama.cpp), ``hang`` never answers (a test kills it from
-outside).
+``ILL``/``KILL``/... raises that signal in the thread serving the request, before it answers
+(``ILL`` is what an illegal CPU instruction does to llama.cpp), ``hang`` never answers (a test
+kills it from outside).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -62,7 +61,9 @@ def main() -> None:
                 print(LAST_WORDS.format(action=args.then, n=n), file=sys.stderr, flush=True)
                 if args.then == "hang":
                     time.sleep(3600)
-                os.kill(os.getpid(), signal.Signals["SIG" + args.then])
+                # Thread-directed, like a faulting instruction: a SIGILL sent to the whole
+                # process may be taken by another thread while this one still answers.
+                signal.pthread_kill(threading.get_ident(), signal.Signals["SIG" + args.then])
             self._send(completion_body(request, n, 1))
 
         def log_message(self, *a: object) -> None:
