@@ -5,6 +5,8 @@ working package (``pytts.kernels`` then falls back to the NumPy reference). Set
 ``PYTTS_REQUIRE_EXTENSION=1`` (CI does) to make a failed build an error instead.
 ``PYTTS_SANITIZE=1`` builds with ``-fsanitize=address,undefined`` for the sanitizer CI job;
 ``PYTTS_NATIVE=1`` adds ``-march=native`` (off by default so wheels stay portable).
+The flags chosen here are compiled into the module as ``pytts._core.BUILD_FLAGS`` so that
+``pytts doctor`` can tell a native build from a portable one.
 """
 
 import glob
@@ -28,6 +30,9 @@ if _flag("PYTTS_SANITIZE"):
     compile_args = ["-O1"] + san
     link_args += san
 
+# CFLAGS from the environment reach the compiler too, so they belong in the record.
+build_flags = " ".join(compile_args + os.environ.get("CFLAGS", "").split())
+
 ext_modules = [
     Pybind11Extension(
         "pytts._core",
@@ -36,6 +41,7 @@ ext_modules = [
         # The kernels live in headers: list them so that editing one triggers a rebuild.
         depends=sorted(glob.glob("csrc/*.hpp")),
         cxx_std=17,
+        define_macros=[("PYTTS_BUILD_FLAGS", f'"{build_flags}"')],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

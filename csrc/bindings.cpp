@@ -15,6 +15,10 @@
 #include "sample.hpp"
 #include "vote.hpp"
 
+#ifndef PYTTS_BUILD_FLAGS  // setup.py defines it; a build by other means records nothing
+#define PYTTS_BUILD_FLAGS "unknown"
+#endif
+
 namespace py = pybind11;
 using pytts::BadValue;
 
@@ -506,6 +510,8 @@ py::array intern_answers(py::handle answers) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Compiled kernels of pytts (sampling, cost, voting, interning); same signatures as "
               "pytts._reference.";
+    // The compiler flags setup.py chose (e.g. -march=native), for `pytts doctor`.
+    m.attr("BUILD_FLAGS") = PYTTS_BUILD_FLAGS;
     m.def("graph_cost", &graph_cost, py::arg("model"), py::arg("role"), py::arg("edges"),
           py::arg("model_costs"), py::arg("base_prompt_tokens"),
           "(flops[B], latency[B]) of a batch of graphs.");

@@ -1,4 +1,4 @@
-"""The ``pytts`` command: search, eval, show, compare, sample, serve-local."""
+"""The ``pytts`` command: search, eval, show, compare, sample, serve-local, doctor."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .errors import PyttsError
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
@@ -218,6 +219,16 @@ def cmd_serve_local(args: argparse.Namespace, console: Console) -> int:
     return serve_local(args.port, host=args.host, n_threads=args.threads)
 
 
+def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
+    """Check this installation, one line per item; exit code 1 if any check failed."""
+    from .doctor import run_checks
+    failed = 0
+    for check in run_checks(args.pool, local=not args.no_local, n_threads=args.threads):
+        print(check.line(), flush=True)
+        failed += not check.ok
+    return EXIT_FAILED if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pytts", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_serve_local)
+
+    p = sub.add_parser("doctor", help="check the kernels, the embedded model and your endpoints")
+    p.add_argument("--pool", help="pool file whose endpoints get one tiny request each")
+    p.add_argument("--no-local", action="store_true", help="skip the embedded model")
+    p.add_argument("--threads", type=int, default=2, help="threads of the embedded model")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

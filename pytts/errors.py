@@ -18,7 +18,8 @@ class BudgetError(PyttsError, ValueError):
 class LLMError(PyttsError):
     """An LLM call failed for good (after retries, or with a status that is not retried).
 
-    Attributes name where it failed so the message can be acted on.
+    Attributes name where it failed so the message can be acted on; ``reason`` is the
+    message without them.
     """
 
     def __init__(self, message: str, *, endpoint: str | None = None, model: str | None = None,
@@ -31,9 +32,18 @@ class LLMError(PyttsError):
         if status is not None:
             parts.append(f"status={status}")
         super().__init__(" | ".join(parts))
+        self.reason = message
         self.endpoint = endpoint
         self.model = model
         self.status = status
+
+
+class EndpointUnreachableError(LLMError):
+    """No HTTP answer came back: every attempt failed to connect or lost the connection."""
+
+
+class ServerExitedError(EndpointUnreachableError):
+    """The server process behind an endpoint has exited; no later request to it can succeed."""
 
 
 class BankMissError(LLMError):

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from scipy.stats import binomtest
 
-from .errors import LLMError
+from .errors import EndpointUnreachableError, LLMError
 from .execute import ExecutionResult, GraphExecutor
 from .graph import CollaborationGraph
 from .tasks.base import Question
@@ -96,7 +96,14 @@ class Evaluator:
         return self.executor.task
 
     async def evaluate(self, graph: CollaborationGraph) -> EvalResult:
-        """Run ``graph`` on every question; LLMError if every question failed."""
+        """Run ``graph`` on every question; LLMError if every question failed.
+
+        A dead endpoint stops the evaluation early rather than failing question after question:
+        `ServerExitedError` (its server process is gone) propagates at once, and
+        `EndpointUnreachableError` is raised as soon as the first ``concurrency`` questions to
+        finish (one wave run together) all failed only because they could not reach one
+        endpoint.
+        """
         start = time.perf_counter()
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -109,7 +116,14 @@ class Evaluator:
                       if self.task.slow_check else self.task.check(question, run.answer))
             return run, ok
 
-        runs = await asyncio.gather(*(one(q) for q in self.questions))
+        tasks = [asyncio.ensure_future(one(q)) for q in self.questions]
+        try:
+            await self._stop_on_outage(tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        runs = [t.result() for t in tasks]
         failed = [r for r, _ in runs if r.failed]
         if len(failed) == len(runs):
             raise LLMError(f"every question failed; first: {failed[0].error}")
@@ -124,6 +138,25 @@ class Evaluator:
             calls_served=sum(r.calls_served for r, _ in runs),
             n_failed=len(failed), wall_s=time.perf_counter() - start,
             errors=sorted({r.error for r in failed if r.error})[:5])
+
+    async def _stop_on_outage(self, tasks: list[asyncio.Future]) -> None:
+        """Wait for every question; raise as soon as one endpoint is known to be down."""
+        wave = min(self.concurrency, len(tasks))
+        down: list[EndpointUnreachableError] | None = []  # None once a run shows otherwise
+        for finished in asyncio.as_completed(tasks):
+            run, _ = await finished
+            if down is None:
+                continue
+            cause = run.unreachable
+            if cause is None or (down and cause.endpoint != down[0].endpoint):
+                down = None
+                continue
+            down.append(cause)
+            if len(down) == wave:
+                raise EndpointUnreachableError(
+                    f"no call of the first {wave} question(s) reached the endpoint, so the "
+                    f"evaluation stopped; start its server or fix the endpoint in the pool "
+                    f"file. Last error: {cause.reason}", endpoint=cause.endpoint)
 
     def evaluate_sync(self, graph: CollaborationGraph) -> EvalResult:
         """`evaluate` from synchronous code (runs its own event loop)."""

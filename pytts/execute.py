@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cost import FLOPS_PER_PARAM_TOKEN
-from .errors import LLMError
+from .errors import EndpointUnreachableError, LLMError, ServerExitedError
 from .graph import CollaborationGraph
 from .kernels import intern_answers, vote
 from .llm.base import Completion, LLMClient
@@ -31,7 +31,11 @@ DEFAULT_MAX_TOKENS = 512
 
 @dataclass
 class NodeResult:
-    """What one node did: its completion (text, usage, latency) and extracted answer, or error."""
+    """What one node did: its completion (text, usage, latency) and extracted answer, or error.
+
+    ``skipped``: it made no call because every predecessor failed; ``unreachable``: its call
+    failed because the endpoint gave no HTTP answer.
+    """
 
     layer: int
     slot: int
@@ -45,6 +49,8 @@ class NodeResult:
     finish_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    skipped: bool = False
+    unreachable: EndpointUnreachableError | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -71,6 +77,16 @@ class ExecutionResult:
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    @property
+    def unreachable(self) -> EndpointUnreachableError | None:
+        """The failure of every call of this run when all of them failed to reach one endpoint,
+        else None."""
+        causes = [n.unreachable for n in self.nodes if not n.skipped]
+        first = causes[0] if causes else None
+        if first is None or any(c is None or c.endpoint != first.endpoint for c in causes):
+            return None
+        return first
 
 
 def call_key(model: str, messages: list) -> str:
@@ -106,7 +122,11 @@ class GraphExecutor:
         self._params = np.array([m.params_b for m in self.pool])
 
     async def run(self, graph: CollaborationGraph, question: Question) -> ExecutionResult:
-        """Execute ``graph`` on ``question``; never raises for a failed call (see `error`)."""
+        """Execute ``graph`` on ``question``; a failed call is recorded (see `error`), not raised.
+
+        Except `ServerExitedError`: the server process behind an endpoint is gone, so no later
+        call to it can succeed and the run stops there.
+        """
         start = time.perf_counter()
         if tuple(graph.model_names) != self.pool.names:
             raise ValueError("the graph's model names differ from the executor's pool")
@@ -126,6 +146,7 @@ class GraphExecutor:
             wait = max((nodes[p].finish_s for p in preds), default=0.0)
             try:
                 if preds and not inputs:
+                    result.skipped = True
                     raise LLMError("every predecessor failed", model=result.model)
                 completion = await self._call(result, inputs, question, occurrences)
                 result.text = completion.text
@@ -134,8 +155,12 @@ class GraphExecutor:
                 result.latency_s = completion.latency_s
                 result.cached = completion.cached
                 result.answer = self.task.extract(question, completion.text)
+            except ServerExitedError:
+                raise
             except (LLMError, asyncio.TimeoutError) as exc:
                 result.error = str(exc) or type(exc).__name__
+                if isinstance(exc, EndpointUnreachableError):
+                    result.unreachable = exc.with_traceback(None)  # frames are not needed
             result.finish_s = wait + result.latency_s
             done[key].set_result(None)
 

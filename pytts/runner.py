@@ -152,7 +152,8 @@ async def open_client(setup: RunSetup) -> AsyncIterator[tuple[LLMClient, ModelPo
         from .llm.local import LocalServer, local_pool_specs
         with LocalServer() as server:
             pool = ModelPool.from_dicts(local_pool_specs(server.base_url))
-            client = RoutedClient(pool, max_concurrency=2, timeout_s=config.timeout_s)
+            client = RoutedClient(pool, max_concurrency=2, timeout_s=config.timeout_s,
+                                  liveness={server.base_url: server.exit_reason})
             try:
                 yield client, pool
             finally:

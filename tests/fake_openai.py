@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 BEHAVIOURS = ("ok", "single", "slow", "429-then-ok", "500-then-ok", "always-500", "hang",
-              "malformed", "truncated", "400", "401-echo-auth", "wrong-shape")
+              "malformed", "truncated", "drop", "400", "401-echo-auth", "wrong-shape")
 
 
 def completion_body(request: dict[str, Any], hit: int, choices: int) -> dict[str, Any]:
@@ -109,6 +109,10 @@ class FakeOpenAI:
             assert request.transport is not None
             request.transport.close()
             return resp
+        if model == "drop":  # the connection dies with no answer, as when the host goes down
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         if model == "400":
             return web.json_response({"error": {"message": "max_tokens too large"}}, status=400)
         if model == "401-echo-auth":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -145,3 +146,28 @@ def test_ray_mode_gives_the_same_history_as_local_mode(tmp_path):
     a, b = _history(tmp_path / "runs" / "local"), _history(tmp_path / "runs" / "ray")
     assert [(r["key"], r["value"], r["result"]["correct"]) for r in a] == \
            [(r["key"], r["value"], r["result"]["correct"]) for r in b]
+
+
+@pytest.mark.server
+async def test_search_against_a_remote_that_drops_every_connection_stops_with_one_line(
+        tmp_path):
+    from fake_openai import FakeOpenAI
+    async with FakeOpenAI() as fake:
+        (tmp_path / "pool.toml").write_text(
+            f'[[models]]\nname = "m"\nfamily = "f"\nparams_b = 1.0\n'
+            f'endpoint = "{fake.base_url}"\napi_model = "drop"\n')
+        proc = await asyncio.create_subprocess_exec(
+            *PYTTS, "search", "--pool", "pool.toml", "--task", "arith", "--n-questions", "40",
+            "--concurrency", "4", "--budget", "2x m", "--n-evals", "4", "--runs-dir", "runs",
+            "--name", "down", cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2
+    assert lines[-1].startswith("pytts search: error: no call of the first 4 question(s) "
+                                "reached the endpoint"), lines
+    assert fake.base_url in lines[-1]
+    assert sum("retrying" in line for line in lines) == 1           # not a wall of retries
+    # one wave of 4 questions (x at most 2 calls x 5 attempts), not all 40 questions
+    assert fake.hits["drop"] <= 2 * 4 * 5 * 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 
-from pytts import CollaborationGraph, LLMError, ModelPool
+from pytts import CollaborationGraph, EndpointUnreachableError, LLMError, ModelPool
 from pytts.evaluate import Evaluator
 from pytts.execute import GraphExecutor
 from pytts.llm.router import RoutedClient
@@ -24,6 +25,7 @@ def _pool(base_url: str) -> ModelPool:
         {"name": "slow", "api_model": "slow", **spec},
         {"name": "ok", "api_model": "ok", **spec},
         {"name": "broken", "api_model": "400", **spec},
+        {"name": "down", "api_model": "drop", **spec},
     ])
 
 
@@ -108,3 +110,34 @@ async def test_same_call_in_two_graphs_gets_the_same_seed_and_parallel_copies_di
     # the k-th identical call of any graph has the same seed: the narrow graph's calls are
     # two of the wide graph's (common random numbers)
     assert len(set(seeds_narrow)) == 2 and set(seeds_narrow) < set(seeds_wide)
+
+
+async def test_evaluator_stops_after_one_wave_when_no_call_reaches_the_endpoint(fake, caplog):
+    caplog.set_level(logging.DEBUG, "pytts.llm")
+    pool = _pool(fake.base_url)
+    task = ArithTask(n=20, seed=0)
+    client = RoutedClient(pool, max_retries=2, backoff_base_s=0.01)
+    try:
+        evaluator = Evaluator(GraphExecutor(client, pool, task), concurrency=4)
+        with pytest.raises(EndpointUnreachableError, match="first 4 question") as info:
+            await evaluator.evaluate(CollaborationGraph.layered([[3, 3]], pool.names))
+    finally:
+        await client.aclose()
+    assert info.value.endpoint == fake.base_url and "\n" not in str(info.value)
+    # The wave: 4 questions x 2 calls x 3 attempts, plus first attempts of the questions that
+    # started as it ended; all 20 questions would have made 120.
+    assert 24 <= fake.hits["drop"] < 48
+    assert [r.levelno >= logging.WARNING for r in caplog.records].count(True) == 1
+
+
+async def test_evaluator_does_not_stop_early_while_some_calls_get_through(fake):
+    pool = _pool(fake.base_url)
+    task = ArithTask(n=8, seed=0)
+    client = RoutedClient(pool, max_retries=1, backoff_base_s=0.01)
+    try:
+        evaluator = Evaluator(GraphExecutor(client, pool, task), concurrency=4)
+        result = await evaluator.evaluate(CollaborationGraph.layered([[1, 3]], pool.names))
+    finally:
+        await client.aclose()
+    assert result.n_failed == 0 and result.calls_made == 8
+    assert fake.hits["drop"] == 16 and fake.hits["ok"] == 8

@@ -12,7 +12,7 @@ from typing import AsyncIterator
 import pytest
 
 from fake_openai import FakeOpenAI
-from pytts.errors import ConfigError, LLMError
+from pytts.errors import ConfigError, EndpointUnreachableError, LLMError, ServerExitedError
 from pytts.llm.base import sample_seed
 from pytts.llm.openai import OpenAIClient, RetryPolicy
 
@@ -124,9 +124,39 @@ async def test_refused_connection_is_retried_then_reported() -> None:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     async with OpenAIClient(url, max_retries=2, backoff_base_s=0.01) as client:
-        with pytest.raises(LLMError) as info:
+        with pytest.raises(EndpointUnreachableError) as info:
             await client.complete("ok", MESSAGES)
     assert info.value.endpoint == url and "3 attempt" in str(info.value)
+
+
+async def test_dropped_connections_give_up_as_unreachable_with_one_warning(
+        server: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "pytts.llm")
+    async with client_for(server, max_retries=3) as client:
+        results = await asyncio.gather(*(client.complete("drop", MESSAGES) for _ in range(4)),
+                                       return_exceptions=True)
+    assert all(isinstance(r, EndpointUnreachableError) for r in results)
+    assert server.hits["drop"] == 16                   # each call still had its retries
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 12
+    assert [r.levelno for r in retries].count(logging.WARNING) == 1   # not a wall of warnings
+
+
+async def test_http_errors_are_not_reported_as_unreachable(server: FakeOpenAI) -> None:
+    async with client_for(server, max_retries=1) as client:
+        with pytest.raises(LLMError) as info:
+            await client.complete("always-500", MESSAGES)
+    assert not isinstance(info.value, EndpointUnreachableError)
+
+
+async def test_a_gone_server_process_fails_requests_with_no_attempt(server: FakeOpenAI) -> None:
+    gone: list[str] = []
+    async with client_for(server, liveness=lambda: gone[0] if gone else None) as client:
+        await client.complete("ok", MESSAGES)
+        gone.append("server process was killed by signal SIGILL")
+        with pytest.raises(ServerExitedError, match="SIGILL") as info:
+            await client.complete("ok", MESSAGES)
+    assert server.hits["ok"] == 1 and info.value.endpoint == server.base_url
 
 
 async def test_request_carries_sampling_params(server: FakeOpenAI) -> None:

@@ -8,14 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from local_server import local_server  # noqa: F401 - the session fixture
-from pytts.errors import LLMError
+from pytts import runner
+from pytts.config import SearchConfig
+from pytts.errors import LLMError, ServerExitedError
 from pytts.llm.bank import BankedClient, ResponseBank
-from pytts.llm.local import SERVED_MODEL, LocalServer, local_gguf_path, local_pool_specs
+from pytts.llm.local import (REINSTALL_PORTABLE, SERVED_MODEL, LocalServer, local_gguf_path,
+                             local_pool_specs)
 from pytts.llm.openai import OpenAIClient
 from pytts.llm.router import RoutedClient
 
@@ -123,3 +127,52 @@ def test_serve_local_stops_its_server_on_sigterm() -> None:
     assert proc.wait(timeout=20) == 0
     with pytest.raises(OSError):  # the llama server went down with it
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def _llama_server_pid(port: int) -> int:
+    """The pid of the llama_cpp.server process listening on ``port`` (found in /proc)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:
+            continue
+        if b"llama_cpp.server" in argv and str(port).encode() in argv:
+            return int(proc.name)
+    raise AssertionError(f"no llama_cpp.server process on port {port}")
+
+
+def test_serve_local_says_why_its_server_died() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytts.cli", "serve-local", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert f"127.0.0.1:{port}/v1" in proc.stdout.readline()
+    os.kill(_llama_server_pid(port), signal.SIGILL)    # as an illegal instruction would
+    assert proc.wait(timeout=20) == 128 + signal.SIGILL
+    said = proc.stderr.read()
+    assert "SIGILL" in said and REINSTALL_PORTABLE in said
+
+
+async def test_a_local_run_fails_at_once_when_its_model_server_dies() -> None:
+    setup = runner.resolve(SearchConfig().merged({"pool": "local", "task": "arith",
+                                                  "n_questions": 2}))
+    async with runner.open_client(setup) as (client, pool):
+        name = pool.names[0]
+        await client.complete(name, QUESTION, max_tokens=4, seed=0)
+        port = int(pool[name].endpoint.rsplit(":", 1)[1].split("/")[0])
+        os.kill(_llama_server_pid(port), signal.SIGILL)
+        t0 = time.perf_counter()
+        with pytest.raises(ServerExitedError, match="SIGILL"):
+            await client.complete(name, QUESTION, max_tokens=4, seed=1)
+        assert time.perf_counter() - t0 < 2.0
+
+
+def test_server_threads_sleep_while_waiting_unless_the_user_says_otherwise(
+        local_server: LocalServer) -> None:
+    environ = Path(f"/proc/{local_server.pid}/environ").read_bytes().split(b"\0")
+    expected = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    assert f"OMP_WAIT_POLICY={expected}".encode() in environ

@@ -12,11 +12,25 @@ def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
+def _bash_lines() -> list[str]:
+    return [line for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+            for line in block.splitlines()]
+
+
 def test_readme_commands_are_the_ones_ci_runs():
-    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
-    assert 'pip install -e ".[test]" && python -m pytest' in README
-    assert 'pip install -e ".[test]" && python -m pytest' in ci
-    assert "pip install -e . && pytts search --demo" in README
+    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text().splitlines()
+    test_command = [line for line in _bash_lines() if 'pip install -e ".[test]"' in line]
+    assert len(test_command) == 1 and test_command[0] in ci     # one pasteable line, verbatim
+    assert test_command[0].endswith('pip install -e ".[test]" && python -m pytest')
+    assert "pip install -e . && pytts search --demo" in _bash_lines()
+
+
+def test_readme_builds_llama_cpp_portable_with_the_flags_the_error_names():
+    from pytts.llm.local import PORTABLE_CMAKE_ARGS, REINSTALL_PORTABLE
+    test_command = next(line for line in _bash_lines() if 'pip install -e ".[test]"' in line)
+    assert test_command.startswith(f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install')
+    assert "-DGGML_NATIVE=OFF" in PORTABLE_CMAKE_ARGS
+    assert REINSTALL_PORTABLE in _bash_lines()
 
 
 def test_kernel_example_runs():

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 Message = Mapping[str, str]
 """One chat message: ``{"role": "system"|"user"|"assistant", "content": str}``."""
+
+Liveness = Callable[[], str | None]
+"""Asks whether the process serving an endpoint still runs: None while it does, else a message
+saying why it is gone (exit code or signal, its last output). A client that has one fails a
+request at once when the process is gone instead of retrying connections nobody will accept."""
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, Callable, Mapping, Sequence
 
 import aiohttp
 
-from ..errors import ConfigError, LLMError
-from .base import Completion, Message, sample_seed
+from ..errors import ConfigError, EndpointUnreachableError, LLMError, ServerExitedError
+from .base import Completion, Liveness, Message, sample_seed
 
 try:  # orjson is several times faster at both ends; the stdlib is the fallback.
     import orjson
@@ -34,6 +34,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 log = logging.getLogger("pytts.llm")
 
 _SNIPPET_CHARS = 200
+_CONNECTION_WARN_EVERY_S = 30.0
+"""While an endpoint refuses connections, one retry per this many seconds is logged as a
+warning (the rest at debug level): every call in flight fails at once, and one line says it."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,12 @@ class _RetryableFailure(Exception):
     """One failed attempt that the policy may retry; carries what the final error reports."""
 
     def __init__(self, cause: str, status: int | None = None,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, *, connection: bool = False) -> None:
         super().__init__(cause)
         self.cause = cause
         self.status = status
         self.retry_after_s = retry_after_s
+        self.connection = connection  # no HTTP answer: connecting failed or the link dropped
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -103,13 +107,18 @@ class OpenAIClient:
     all ``n`` choices), its share of the completion tokens and the wall time of the attempt that
     succeeded (queueing behind the semaphore and retry waits are excluded: they measure this
     client, not the model).
+
+    ``liveness`` (see :data:`~pytts.llm.base.Liveness`) is for an endpoint whose server process
+    this program owns (the embedded model): it is asked before each attempt and after a lost
+    connection, and once the process is gone requests fail at once with `ServerExitedError`.
+    A request whose every attempt found no HTTP answer fails with `EndpointUnreachableError`.
     """
 
     def __init__(self, base_url: str, *, api_key: str | None = None,
                  api_key_env: str | None = None, max_concurrency: int = 16,
                  timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 0.25,
                  backoff_max_s: float = 8.0, headers: Mapping[str, str] | None = None,
-                 jitter_seed: int | None = None) -> None:
+                 jitter_seed: int | None = None, liveness: Liveness | None = None) -> None:
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if timeout_s <= 0:
@@ -134,6 +143,8 @@ class OpenAIClient:
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned_n = False
+        self._liveness = liveness
+        self._quiet_until = 0.0
 
     def __repr__(self) -> str:
         key = "***" if self._api_key else None
@@ -260,6 +271,7 @@ class OpenAIClient:
         while True:
             try:
                 async with semaphore:
+                    self._check_alive(model)
                     t0 = perf_counter()
                     async with session.post(self._url, data=body) as resp:
                         status = resp.status
@@ -285,13 +297,33 @@ class OpenAIClient:
             except aiohttp.ClientError as exc:
                 failure = _RetryableFailure(
                     self._redact(f"{type(exc).__name__}: {exc}" if str(exc)
-                                 else type(exc).__name__))
+                                 else type(exc).__name__),
+                    connection=isinstance(exc, aiohttp.ClientConnectionError))
+                if failure.connection:
+                    self._check_alive(model)
             if attempt >= policy.max_retries:
-                raise LLMError(f"gave up after {attempt + 1} attempt(s); last cause: "
-                               f"{failure.cause}", endpoint=self.base_url, model=model,
-                               status=failure.status)
+                error = EndpointUnreachableError if failure.connection else LLMError
+                raise error(f"gave up after {attempt + 1} attempt(s); last cause: "
+                            f"{failure.cause}", endpoint=self.base_url, model=model,
+                            status=failure.status)
             wait = policy.delay(attempt, failure.retry_after_s, self._rng)
-            log.warning("retrying %s model=%s in %.2fs (attempt %d of %d): %s", self.base_url,
-                        model, wait, attempt + 1, policy.max_retries + 1, failure.cause)
+            log.log(self._retry_log_level(failure),
+                    "retrying %s model=%s in %.2fs (attempt %d of %d): %s", self.base_url,
+                    model, wait, attempt + 1, policy.max_retries + 1, failure.cause)
             await asyncio.sleep(wait)
             attempt += 1
+
+    def _check_alive(self, model: str) -> None:
+        """Raise ServerExitedError when the liveness callback says the server process is gone."""
+        gone = self._liveness() if self._liveness is not None else None
+        if gone is not None:
+            raise ServerExitedError(gone, endpoint=self.base_url, model=model)
+
+    def _retry_log_level(self, failure: _RetryableFailure) -> int:
+        if not failure.connection:
+            return logging.WARNING
+        now = monotonic()
+        if now < self._quiet_until:
+            return logging.DEBUG
+        self._quiet_until = now + _CONNECTION_WARN_EVERY_S
+        return logging.WARNING

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, LLMError
-from .base import Completion, LLMClient, Message
+from .base import Completion, Liveness, LLMClient, Message
 from .openai import OpenAIClient
 
 
@@ -27,13 +27,17 @@ class RoutedClient:
     endpoint's concurrency cap holds across them. A spec's ``temperature``, when set, replaces the
     request's: that is how one served model appears in the pool as several "models".
     ``clients`` maps a base URL to a client to use instead of a new OpenAIClient; those are
-    not closed by :meth:`aclose`. The remaining keywords configure the OpenAIClients created.
+    not closed by :meth:`aclose`. ``liveness`` maps a base URL to the liveness callback of the
+    process serving it (see :class:`OpenAIClient`). The remaining keywords configure the
+    OpenAIClients created.
     """
 
     def __init__(self, pool: Any, *, clients: Mapping[str, LLMClient] | None = None,
                  max_concurrency: int = 16, timeout_s: float = 60.0, max_retries: int = 4,
-                 backoff_base_s: float = 0.25, backoff_max_s: float = 8.0) -> None:
+                 backoff_base_s: float = 0.25, backoff_max_s: float = 8.0,
+                 liveness: Mapping[str, Liveness] | None = None) -> None:
         given = dict(clients or {})
+        alive = {url.rstrip("/"): check for url, check in (liveness or {}).items()}
         owned: dict[tuple[str, str | None], OpenAIClient] = {}
         routes: dict[str, _Route] = {}
         for name in pool.names:
@@ -53,7 +57,8 @@ class RoutedClient:
                                           max_concurrency=max_concurrency, timeout_s=timeout_s,
                                           max_retries=max_retries,
                                           backoff_base_s=backoff_base_s,
-                                          backoff_max_s=backoff_max_s)
+                                          backoff_max_s=backoff_max_s,
+                                          liveness=alive.get(endpoint))
                     owned[(endpoint, key_env)] = client
             routes[name] = _Route(client, getattr(spec, "api_model", None) or name,
                                   getattr(spec, "temperature", None))
