@@ -23,6 +23,7 @@ Loop (PAPER.md, "Agent-REINFORCE"):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,13 @@ from ..errors import BudgetError
 from ..evaluate import EvalResult
 from ..graph import FUSER, CollaborationGraph, GraphBatch
 from ..probgraph import ProbGraph
-from .agent import Agent, AgentContext, Feedback, HeuristicAgent, Update, scored_graphs
-from .base import Searcher, TrialRecord, log, neighbours
+from .agent import Agent, Feedback, HeuristicAgent
+from .base import Searcher
+from .history import TrialRecord
+from .llm_io import AgentContext, Update, scored_graphs
+from .moves import neighbours
+
+log = logging.getLogger("pytts.search")
 
 
 class TrustRegion:
@@ -294,7 +300,7 @@ class AgentReinforce(Searcher):
         for r in self.history:
             firsts.setdefault(r.key, r)
         ranked = sorted(firsts.values(), key=lambda r: (-r.value, r.number))
-        return [self.graph_from_dict(r.graph) for r in ranked]
+        return [r.graph for r in ranked]
 
     def _local_moves(self, parents: list[CollaborationGraph], n: int,
                      exclude: set[str]) -> list[CollaborationGraph]:
@@ -345,7 +351,7 @@ class AgentReinforce(Searcher):
             record.feedback = "\n\n".join(texts)
 
     def _context(self, latest_keys: list[str], round_no: int) -> AgentContext:
-        scored = scored_graphs(self.history, self.model_names)
+        scored = scored_graphs(self.history)
         return AgentContext(self.template, self.budget, self.cost, self.objective,
                             list(scored.values()), [scored[k].id for k in latest_keys],
                             self.probgraph, round_no)
