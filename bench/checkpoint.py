@@ -8,9 +8,11 @@ time per evaluation at ~1,000 stays close to that at ~10.
 
 Two clocks: wall time, and the CPU time of the event loop's thread (what the loop itself
 spends; file writes happen on the checkpoint's writer thread). On a shared, loaded machine the
-wall-clock figures are noisy and the loop's CPU time is the steadier measure of growth.
+wall-clock figures are noisy: each figure is the median over ``--repeat`` runs (the modes take
+turns, so they share the machine's conditions), and the loop's CPU time is the steadier measure
+of growth.
 
-    python bench/checkpoint.py [--evals 1000] [--batch-size 1] [--window 20]
+    python bench/checkpoint.py [--evals 1000] [--batch-size 1] [--window 20] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -88,25 +90,32 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--window", type=int, default=20,
                         help="evaluations averaged at each end (default 20)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per mode (default 3)")
     args = parser.parse_args()
     n, w = args.evals, args.window
     early, late = (1, w), (n - w + 1, n)
     print(f"RandomSearch on sim preset {PRESET!r} (budget {BUDGET!r}), {n} evaluations, "
           f"batch size {args.batch_size}; median ms per evaluation over evaluations "
-          f"{early[0]}-{early[1]} (early) and {late[0]}-{late[1]} (late)")
-    print(f"{'mode':<15}{'clock':<10}{'early':>8}{'late':>8}{'late/early':>12}{'total s':>9}")
+          f"{early[0]}-{early[1]} (early) and {late[0]}-{late[1]} (late), median of "
+          f"{args.repeat} runs")
+    modes = ("no checkpoint", "checkpoint")
+    figures: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("no checkpoint", "checkpoint"):
-            ckpt = Path(tmp) / "ckpt" if mode == "checkpoint" else None
-            wall, cpu = run_once(n, args.batch_size, ckpt)
-            for clock, stamps in (("wall", wall), ("loop CPU", cpu)):
-                e, l_ = per_eval_ms(stamps, *early), per_eval_ms(stamps, *late)
-                print(f"{mode:<15}{clock:<10}{e:>8.2f}{l_:>8.2f}{l_ / e:>11.2f}x"
-                      f"{stamps[-1] - stamps[0]:>9.1f}")
-            if ckpt is not None:
-                sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.1f} KB"
-                                  for p in sorted(ckpt.iterdir()))
-                print(f"checkpoint after {n} evaluations: {sizes}")
+        for run in range(args.repeat):
+            for mode in modes:
+                ckpt = Path(tmp) / f"ckpt{run}" if mode == "checkpoint" else None
+                wall, cpu = run_once(n, args.batch_size, ckpt)
+                for clock, stamps in (("wall", wall), ("loop CPU", cpu)):
+                    figures.setdefault((mode, clock), []).append(
+                        (per_eval_ms(stamps, *early), per_eval_ms(stamps, *late),
+                         stamps[-1] - stamps[0]))
+        print(f"{'mode':<15}{'clock':<10}{'early':>8}{'late':>8}{'late/early':>12}{'total s':>9}")
+        for (mode, clock), runs in figures.items():
+            e, l_, total = (statistics.median(x) for x in zip(*runs))
+            print(f"{mode:<15}{clock:<10}{e:>8.2f}{l_:>8.2f}{l_ / e:>11.2f}x{total:>9.1f}")
+        sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.1f} KB"
+                          for p in sorted((Path(tmp) / "ckpt0").iterdir()))
+        print(f"checkpoint after {n} evaluations: {sizes}")
 
 
 if __name__ == "__main__":
