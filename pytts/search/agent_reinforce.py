@@ -23,6 +23,7 @@ Loop (PAPER.md, "Agent-REINFORCE"):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,13 @@ from ..errors import BudgetError
 from ..evaluate import EvalResult
 from ..graph import FUSER, CollaborationGraph, GraphBatch
 from ..probgraph import ProbGraph
-from .agent import Agent, AgentContext, Feedback, HeuristicAgent, Update, scored_graphs
-from .base import Searcher, TrialRecord, log, neighbours
+from .agent import Agent, Feedback, HeuristicAgent
+from .base import Searcher
+from .history import TrialRecord
+from .llm_io import AgentContext, Update, scored_graphs
+from .moves import neighbours
+
+log = logging.getLogger("pytts.search")
 
 
 class TrustRegion:
@@ -204,7 +210,8 @@ class AgentReinforce(Searcher):
     (the distribution then starts uniform and the first feedback comes after the first round).
 
     Every feedback (text, structured update, source, realised KL per distribution) is kept in
-    ``feedback_log`` and its text on the history record of the tell that closed its round.
+    ``feedback_log`` (the searcher's journal) and its text on the history record of the tell
+    that closed its round.
     """
 
     name = "agent-reinforce"
@@ -228,9 +235,14 @@ class AgentReinforce(Searcher):
         self.probgraph = self._uniform
         self.baseline: float | None = None
         self.n_rounds = 0
-        self.feedback_log: list[dict[str, Any]] = []
         self._queue: list[CollaborationGraph] = []
         self._rounds: list[dict[str, Any]] = []
+
+    @property
+    def feedback_log(self) -> list[dict[str, Any]]:
+        """One entry per closed round, oldest first: round, kind, text, update, source, error
+        and the realised KL per distribution."""
+        return self.journal
 
     @property
     def bad_replies(self) -> int:
@@ -294,7 +306,7 @@ class AgentReinforce(Searcher):
         for r in self.history:
             firsts.setdefault(r.key, r)
         ranked = sorted(firsts.values(), key=lambda r: (-r.value, r.number))
-        return [self.graph_from_dict(r.graph) for r in ranked]
+        return [r.graph for r in ranked]
 
     def _local_moves(self, parents: list[CollaborationGraph], n: int,
                      exclude: set[str]) -> list[CollaborationGraph]:
@@ -345,7 +357,7 @@ class AgentReinforce(Searcher):
             record.feedback = "\n\n".join(texts)
 
     def _context(self, latest_keys: list[str], round_no: int) -> AgentContext:
-        scored = scored_graphs(self.history, self.model_names)
+        scored = scored_graphs(self.history)
         return AgentContext(self.template, self.budget, self.cost, self.objective,
                             list(scored.values()), [scored[k].id for k in latest_keys],
                             self.probgraph, round_no)
@@ -371,22 +383,20 @@ class AgentReinforce(Searcher):
         self.baseline = float(values.mean()) if self.baseline is None else (
             self.baseline_decay * self.baseline + (1 - self.baseline_decay) * float(values.mean()))
         self.probgraph, kls = self.trust.apply(base, proposed)
-        self.feedback_log.append({"round": rnd["round"], "kind": rnd["kind"], **fb.to_dict(),
-                                  "kl": kls})
+        self.journal.append({"round": rnd["round"], "kind": rnd["kind"], **fb.to_dict(),
+                             "kl": kls})
         return fb
 
     # ------------------------------------------------------------- persistence
     def _extra_state(self) -> dict[str, Any]:
         return {"probgraph": self.probgraph.state_dict(), "baseline": self.baseline,
-                "n_rounds": self.n_rounds, "feedback_log": self.feedback_log,
-                "queue": [g.to_dict() for g in self._queue], "rounds": self._rounds,
-                "agent": self.agent.state_dict()}
+                "n_rounds": self.n_rounds, "queue": [g.to_dict() for g in self._queue],
+                "rounds": self._rounds, "agent": self.agent.state_dict()}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.probgraph = ProbGraph.from_state_dict(state["probgraph"])
         self.baseline = state["baseline"]
         self.n_rounds = int(state["n_rounds"])
-        self.feedback_log = list(state["feedback_log"])
         self._queue = [self.graph_from_dict(g) for g in state["queue"]]
         self._rounds = [dict(r, values=dict(r["values"])) for r in state["rounds"]]
         self.agent.load_state_dict(state["agent"])
