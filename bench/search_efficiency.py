@@ -38,7 +38,7 @@ import numpy as np
 from pytts.evaluate import Evaluator
 from pytts.execute import GraphExecutor
 from pytts.graph import CollaborationGraph
-from pytts.llm.sim import PRESETS, SimulatedPool
+from pytts.sim import PRESETS, SimulatedPool
 from pytts.search import (SEARCHERS, TPE, AgentReinforce, LLMOptimizer, Searcher,
                           feasible_graphs, run_search)
 

@@ -1,7 +1,7 @@
 """The built-in demo pool: open models of two families and several sizes (paper-like, 1B-8B).
 
 Token and speed profiles are typical of these models served by vLLM on one GPU; they define
-costs only. Simulated runs give these models skills per task (``pytts.llm.sim``).
+costs only. Simulated runs give these models skills per task (``pytts.sim``).
 """
 
 from __future__ import annotations

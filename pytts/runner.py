@@ -66,7 +66,7 @@ def resolve(config: SearchConfig) -> RunSetup:
     """Check and assemble pool, task, costs, budget and template; ConfigError/BudgetError."""
     sim = None
     if config.pool.startswith("sim:"):
-        from .llm.sim import SimulatedPool
+        from .sim import SimulatedPool
         sim = SimulatedPool(config.pool[4:], seed=config.seed)
         pool = sim.pool
         task: Task = sim.task(config.n_questions, split="dev", seed=config.seed)

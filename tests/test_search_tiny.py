@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from bench.search_efficiency import SEARCHER_ORDER, RunSpec, run_one
-from pytts.llm.sim import SimulatedPool
+from pytts.sim import SimulatedPool
 from pytts.search import feasible_graphs
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ from pytts.execute import GraphExecutor
 from pytts.graph import CollaborationGraph, GraphBatch
 from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.llm.base import LLMClient, sample_seed
-from pytts.llm.sim import (PRESETS, SimTask, SimulatedPool, extract_final_answer, make_question,
-                           vote_codes)
+from pytts.sim import (PRESETS, SimTask, SimulatedPool, extract_final_answer, make_question,
+                       vote_codes)
 from pytts.prompts import node_messages
 from pytts.space import count_graphs
 

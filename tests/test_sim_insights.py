@@ -15,7 +15,7 @@ import pytest
 
 from pytts.graph import CollaborationGraph, GraphBatch
 from pytts.kernels import graph_cost
-from pytts.llm.sim import SimulatedPool
+from pytts.sim import SimulatedPool
 from pytts.space import enumerate_graphs
 
 TEMPLATE = (4, 8)

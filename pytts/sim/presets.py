@@ -1,5 +1,6 @@
-"""Presets of the simulated pool: which demo models play, how skilled each is on the preset's task
-family, and how questions, refiners and fusers behave (the latent model of `pytts.llm.sim`).
+"""The simulated world's parameters: presets of which demo models play, how skilled each is on the
+preset's task family, and how questions, refiners and fusers behave (the latent model of
+`pytts.sim.latent`).
 
 The numbers are calibrated so that the paper's three insights hold on the simulated tasks
 (tests/test_sim_insights.py checks them); they are not measurements of the real models.
@@ -13,11 +14,15 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..cost import Budget
+from ..demo_pool import DEMO_MODELS
 from ..errors import ConfigError
+from ..pool import ModelPool
 
 ANSWER_KINDS = ("integer", "letter")
 MAX_DISTRACTORS = 8
 """Upper bound on distractors per question: answer codes above it name free-form wrong answers."""
+CHARS_PER_TOKEN = 4
+"""Characters per token of simulated text (question prompts and replies alike)."""
 
 
 @dataclass(frozen=True)
@@ -251,3 +256,13 @@ def get_preset(preset: "str | SimPreset") -> SimPreset:
     except (KeyError, TypeError):
         raise ConfigError(f"unknown sim preset {preset!r}; choose one of "
                           f"{', '.join(PRESETS)}") from None
+
+
+def preset_pool(preset: SimPreset) -> ModelPool:
+    """The `ModelPool` of ``preset``'s models, in preset order, with their demo-model costs."""
+    by_name = {m.name: m for m in DEMO_MODELS}
+    missing = [m.name for m in preset.models if m.name not in by_name]
+    if missing:
+        raise ConfigError(f"sim preset {preset.name!r} names model(s) {missing} that are "
+                          f"not demo models ({', '.join(by_name)})")
+    return ModelPool([by_name[m.name] for m in preset.models])
