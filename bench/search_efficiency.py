@@ -100,7 +100,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     incumbent, evaluated, graphs = [], [], {}
     best_key, best_value, n = None, -math.inf, 0
     for r in report.history:
-        graphs.setdefault(r.key, r.graph)
+        graphs.setdefault(r.key, r.graph.to_dict())
         if r.value > best_value:
             best_key, best_value = r.key, r.value
         if not r.reused:

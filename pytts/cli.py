@@ -204,8 +204,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
             r = json.loads(best_path.read_text())["result"]
             acc, ci = f"{r['accuracy']:.3f}", f"{r['ci_low']:.2f}-{r['ci_high']:.2f}"
             flops, lat = f"{r['mean_flops']:.3g}", f"{r['mean_latency_s']:.2f}"
-        made = sum(r.result.get("calls_made", 0) for r in history if not r.reused)
-        banked = sum(r.result.get("calls_served", 0) for r in history if not r.reused)
+        made = sum(r.result.calls_made for r in history if not r.reused)
+        banked = sum(r.result.calls_served for r in history if not r.reused)
         table.add_row(Path(run).name, config.searcher, str(config.seed), str(evals), acc, ci,
                       flops, lat, f"{made}/{banked}")
     console.print(table)

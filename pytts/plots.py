@@ -13,16 +13,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .graph import CollaborationGraph  # noqa: E402
+from .search.objective import dominates  # noqa: E402
 
 
 def pareto_mask(accuracy: Sequence[float], cost: Sequence[float]) -> np.ndarray:
-    """Points no other point beats on both axes (higher accuracy, lower cost)."""
+    """Points no other point dominates (`dominates`: higher accuracy, lower cost)."""
     acc = np.asarray(accuracy, float)
     cst = np.asarray(cost, float)
     keep = np.ones(len(acc), bool)
     for k in range(len(acc)):
-        dominated = (acc >= acc[k]) & (cst <= cst[k]) & ((acc > acc[k]) | (cst < cst[k]))
-        keep[k] = not dominated.any()
+        keep[k] = not dominates(acc, cst, acc[k], cst[k]).any()
     return keep
 
 

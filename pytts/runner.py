@@ -23,7 +23,7 @@ from typing import AsyncIterator, Callable
 from .config import SearchConfig
 from .cost import Budget, CostModel
 from .errors import ConfigError
-from .evaluate import EvalResult, Evaluator
+from .evaluate import Evaluator
 from .execute import GraphExecutor
 from .graph import CollaborationGraph
 from .llm.bank import BankedClient, ResponseBank
@@ -239,7 +239,7 @@ def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport) -> None:
                          title=f"best graph: accuracy {report.best_result.accuracy:.3f}"
                          if report.best_result else "")
     if history:
-        results = [EvalResult.from_dict(r.result) for r in history]
+        results = [r.result for r in history]
         acc = [r.accuracy for r in results]
         plots.plot_best_so_far([r.value for r in history], run_dir / PLOTS_DIR / "best_so_far.png",
                                label=setup.config.objective,

@@ -14,7 +14,7 @@ from test_search_fakes import ToyEvaluator, make_searcher, toy_cost
 from pytts.errors import AgentReplyError
 from pytts.llm.openai import OpenAIClient
 from pytts.search import Accuracy, HeuristicAgent, LLMAgent, LLMOptimizer, run_search
-from pytts.search.agent import (AgentContext, ScoredGraph, graph_from_compact, graph_to_compact,
+from pytts.search.llm_io import (AgentContext, ScoredGraph, graph_from_compact, graph_to_compact,
                                 parse_feedback, read_context)
 
 pytestmark = pytest.mark.server
@@ -181,7 +181,7 @@ def test_heuristic_agent_feedback_is_deterministic():
     ("no braces at all", "no JSON object"),
 ])
 def test_extract_json_object_finds_json_in_prose_and_names_truncation(reply, message):
-    from pytts.search.agent import extract_json_object
+    from pytts.search.llm_io import extract_json_object
     if message is None:
         assert extract_json_object(reply) == {"feedback": "ok", "step_size": 0.2}
     else:

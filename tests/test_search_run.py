@@ -100,7 +100,7 @@ def test_pareto_fronts_hold_exactly_the_non_dominated_graphs():
                              batch_size=8)
     for front, field in ((report.pareto_latency, "mean_latency_s"),
                          (report.pareto_flops, "mean_flops")):
-        points = [(r.key, r.result["accuracy"], r.result[field]) for r in report.history]
+        points = [(r.key, r.result.accuracy, getattr(r.result, field)) for r in report.history]
         expected, pairs = set(), set()
         for key, acc, cost in points:
             dominated = any(a >= acc and c <= cost and (a > acc or c < cost)
@@ -110,6 +110,18 @@ def test_pareto_fronts_hold_exactly_the_non_dominated_graphs():
             pairs.add((acc, cost))
         assert {p.key for p in front.points()} == expected
         assert len(expected) >= 2
+
+
+def test_the_tradeoff_plot_marks_the_same_front_the_search_keeps():
+    from pytts.plots import pareto_mask
+
+    report = run_search_sync(make_searcher("exhaustive", seed=0), ToyEvaluator(), 60,
+                             batch_size=8)
+    acc = [r.result.accuracy for r in report.history]
+    flops = [r.result.mean_flops for r in report.history]
+    marked = {(a, c) for a, c, keep in zip(acc, flops, pareto_mask(acc, flops)) if keep}
+    assert marked == {(p.accuracy, p.cost) for p in report.pareto_flops.points()}
+    assert len(marked) >= 2
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))

@@ -13,7 +13,7 @@ from test_search_fakes import FACTORIES, ToyEvaluator, make_searcher, toy_accura
 from pytts import CollaborationGraph
 from pytts.errors import ConfigError
 from pytts.search import AccuracyLatency, AgentReinforce, Exhaustive, Reinforce, feasible_graphs
-from pytts.search.base import neighbours, shrink_to_budget
+from pytts.search.moves import neighbours, shrink_to_budget
 
 NAMES = sorted(FACTORIES)
 
@@ -42,10 +42,10 @@ def history_of(searcher) -> list[tuple]:
 def test_every_proposal_fits_the_template_and_budget(name):
     searcher = make_searcher(name, seed=3, template=(2, 2) if name == "exhaustive" else (3, 3))
     drive(searcher, ToyEvaluator(), 30)
-    flops = searcher.flops([searcher.graph_from_dict(r.graph) for r in searcher.history])
+    flops = searcher.flops([r.graph for r in searcher.history])
     assert len(searcher.history) >= 20
     assert (flops <= searcher.budget).all()
-    assert all(tuple(r.graph["template"].values()) == searcher.template
+    assert all(r.graph.template == searcher.template
                for r in searcher.history)
 
 
@@ -111,7 +111,7 @@ def test_best_is_the_highest_objective_value():
     s = make_searcher("random", seed=4)
     drive(s, ToyEvaluator(), 15)
     graph, result = s.best()
-    assert result.accuracy == max(r.result["accuracy"] for r in s.history)
+    assert result.accuracy == max(r.result.accuracy for r in s.history)
     assert graph.canonical_key() == max(s.history, key=lambda r: r.value).key
 
 

@@ -5,10 +5,14 @@
 checkpointing after every evaluation.
 """
 
-from .agent import Agent, AgentContext, Feedback, HeuristicAgent, LLMAgent, Update
+from .agent import Agent, Feedback, HeuristicAgent, LLMAgent
 from .agent_reinforce import AgentReinforce, TrustRegion, move_toward, pilot_graphs
-from .base import (Accuracy, AccuracyLatency, Objective, ParetoFront, ParetoPoint, Searcher,
-                   TrialRecord, neighbours, objective_from_dict)
+from .base import Searcher
+from .history import TrialRecord
+from .llm_io import AgentContext, Update
+from .moves import neighbours, shrink_to_budget
+from .objective import (Accuracy, AccuracyLatency, Objective, ParetoFront, ParetoPoint, dominates,
+                        objective_from_dict)
 from .exhaustive import Exhaustive, feasible_graphs
 from .llm_optimizer import LLMOptimizer, OfflineProposer
 from .random_search import RandomSearch
@@ -27,6 +31,6 @@ __all__ = [
     "Exhaustive", "Feedback", "HeuristicAgent", "LLMAgent", "LLMOptimizer", "Objective",
     "OfflineProposer", "ParetoFront", "ParetoPoint", "RandomSearch", "Reinforce", "SEARCHERS",
     "SearchProgress", "SearchReport", "Searcher", "TPE", "TrialRecord", "TrustRegion", "Update",
-    "feasible_graphs", "move_toward", "neighbours", "objective_from_dict", "pilot_graphs",
-    "run_search", "run_search_sync",
+    "dominates", "feasible_graphs", "move_toward", "neighbours", "objective_from_dict",
+    "pilot_graphs", "run_search", "run_search_sync", "shrink_to_budget",
 ]

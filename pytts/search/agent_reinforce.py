@@ -23,6 +23,7 @@ Loop (PAPER.md, "Agent-REINFORCE"):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,14 @@ from ..errors import BudgetError
 from ..evaluate import EvalResult
 from ..graph import FUSER, CollaborationGraph, GraphBatch
 from ..probgraph import ProbGraph
-from .agent import Agent, AgentContext, Feedback, HeuristicAgent, Update, scored_graphs
-from .base import Searcher, TrialRecord, log, neighbours
-from .macro_moves import structural_moves
+from .agent import Agent, Feedback, HeuristicAgent
+from .base import Searcher
+from .history import TrialRecord
+from .llm_io import AgentContext, Update, scored_graphs
+from .moves import neighbours, structural_moves
 from .surrogate import GraphSurrogate, Observation, expected_improvement
+
+log = logging.getLogger("pytts.search")
 
 
 class TrustRegion:
@@ -309,8 +314,7 @@ class AgentReinforce(Searcher):
         out = []
         for r in self.history:
             if not r.reused:
-                out.append(Observation(self.graph_from_dict(r.graph), r.value,
-                                       int(r.result["n_questions"])))
+                out.append(Observation(r.graph, r.value, r.result.n_questions))
         return out
 
     def _by_surrogate(self, n: int, exclude: set[str]) -> list[CollaborationGraph]:
@@ -373,7 +377,7 @@ class AgentReinforce(Searcher):
         for r in self.history:
             firsts.setdefault(r.key, r)
         ranked = sorted(firsts.values(), key=lambda r: (-r.value, r.number))
-        return [self.graph_from_dict(r.graph) for r in ranked]
+        return [r.graph for r in ranked]
 
     def _local_moves(self, parents: list[CollaborationGraph], n: int,
                      exclude: set[str]) -> list[CollaborationGraph]:
@@ -424,7 +428,7 @@ class AgentReinforce(Searcher):
             record.feedback = "\n\n".join(texts)
 
     def _context(self, latest_keys: list[str], round_no: int) -> AgentContext:
-        scored = scored_graphs(self.history, self.model_names)
+        scored = scored_graphs(self.history)
         return AgentContext(self.template, self.budget, self.cost, self.objective,
                             list(scored.values()), [scored[k].id for k in latest_keys],
                             self.probgraph, round_no)

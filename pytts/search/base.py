@@ -1,19 +1,16 @@
-"""The searcher interface (Optuna-style ask/tell), search objectives, the Pareto front, and the
-graph-space moves shared by the searchers that explore around good graphs.
+"""The searcher interface (Optuna-style ask/tell): a `Searcher` proposes graphs of one ``D x W``
+template over one model pool, each within a FLOPs budget per query, and learns from their
+`EvalResult`s scored by an `Objective`.
 
-Every searcher proposes graphs of one ``D x W`` template over one model pool, each within a FLOPs
-budget per query, and learns from `EvalResult`s scored by an `Objective`. Its whole state (RNG,
-distributions, history, asked-but-not-told graphs) is a JSON-ready ``state_dict`` so a search can
-stop anywhere and continue exactly where it stopped.
+Its whole state (RNG, distributions, history, asked-but-not-told graphs) is a JSON-ready
+``state_dict`` so a search can stop anywhere and continue exactly where it stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Coroutine, Iterable, Sequence, TypeVar
 
 import numpy as np
@@ -21,169 +18,18 @@ import numpy as np
 from ..cost import Budget, CostModel, as_flops
 from ..errors import ConfigError
 from ..evaluate import EvalResult
-from ..graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch, check_template
+from ..graph import CollaborationGraph, GraphBatch, check_template
 from ..kernels import graph_cost
 from ..pool import ModelPool
 from ..probgraph import ProbGraph
-
-log = logging.getLogger("pytts.search")
+from .history import TrialRecord
+from .objective import Accuracy, Objective
 
 T = TypeVar("T")
 
 STATE_VERSION = 1
 
 
-# ===================================================================== objectives
-class Objective(ABC):
-    """What a search maximises: a number computed from one graph's `EvalResult`."""
-
-    kind: ClassVar[str]
-
-    @abstractmethod
-    def value(self, result: EvalResult) -> float:
-        """The score of ``result`` (higher is better)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Objective) and self.to_dict() == other.to_dict()
-
-    def __repr__(self) -> str:
-        params = {k: v for k, v in self.to_dict().items() if k != "kind"}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
-
-
-class Accuracy(Objective):
-    """Dev-set accuracy."""
-
-    kind = "accuracy"
-
-    def value(self, result: EvalResult) -> float:
-        return float(result.accuracy)
-
-
-class AccuracyLatency(Objective):
-    """Accuracy minus ``penalty_per_s`` x mean per-query latency (seconds): the paper's joint
-    accuracy-latency objective as a scalar."""
-
-    kind = "accuracy-latency"
-
-    def __init__(self, penalty_per_s: float) -> None:
-        if not (math.isfinite(penalty_per_s) and penalty_per_s >= 0):
-            raise ConfigError(f"penalty_per_s must be a finite number >= 0, got {penalty_per_s!r}")
-        self.penalty_per_s = float(penalty_per_s)
-
-    def value(self, result: EvalResult) -> float:
-        return float(result.accuracy) - self.penalty_per_s * float(result.mean_latency_s)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "penalty_per_s": self.penalty_per_s}
-
-
-def objective_from_dict(data: dict[str, Any]) -> Objective:
-    """Rebuild an objective from ``Objective.to_dict()``."""
-    kind = data.get("kind")
-    if kind == Accuracy.kind:
-        return Accuracy()
-    if kind == AccuracyLatency.kind:
-        return AccuracyLatency(float(data["penalty_per_s"]))
-    raise ConfigError(f"unknown objective {kind!r}; known: {Accuracy.kind}, "
-                      f"{AccuracyLatency.kind}")
-
-
-# ===================================================================== history
-@dataclass
-class TrialRecord:
-    """One told graph: what was proposed, how it did, and what the searcher made of it.
-
-    ``number`` counts tells from 0; ``reused`` marks a repeated proposal that was told the cached
-    result of an earlier evaluation (no evaluation was spent); ``feedback`` is the textual
-    gradient an agent wrote after the round this graph closed (None for other searchers/tells).
-    """
-
-    number: int
-    graph: dict[str, Any]
-    key: str
-    result: dict[str, Any]
-    value: float
-    reused: bool = False
-    feedback: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
-        return cls(**data)
-
-    def eval_result(self) -> EvalResult:
-        return EvalResult.from_dict(self.result)
-
-
-# ===================================================================== Pareto front
-@dataclass(frozen=True)
-class ParetoPoint:
-    """A graph's position in (accuracy up, cost down) space."""
-
-    key: str
-    accuracy: float
-    cost: float
-    graph: dict[str, Any] = field(compare=False, hash=False, repr=False)
-
-
-class ParetoFront:
-    """The non-dominated graphs for accuracy (maximised) against one cost (minimised).
-
-    ``cost`` names the `EvalResult` field used: ``"latency"`` (``mean_latency_s``) or
-    ``"flops"`` (``mean_flops``). A point dominates another when it is at least as accurate and
-    at most as costly, and strictly better in one of the two.
-    """
-
-    COSTS = {"latency": "mean_latency_s", "flops": "mean_flops"}
-
-    def __init__(self, cost: str) -> None:
-        if cost not in self.COSTS:
-            raise ConfigError(f"Pareto cost must be one of {sorted(self.COSTS)}, got {cost!r}")
-        self.cost = cost
-        self._points: dict[str, ParetoPoint] = {}
-
-    def add(self, key: str, graph: dict[str, Any], result: EvalResult | dict[str, Any]) -> bool:
-        """Offer one evaluated graph; True if it joined the front (dominated points leave)."""
-        data = result.to_dict() if isinstance(result, EvalResult) else result
-        point = ParetoPoint(key, float(data["accuracy"]), float(data[self.COSTS[self.cost]]),
-                            graph)
-        if key in self._points:
-            return False
-        if any(self._dominates(p, point) or (p.accuracy == point.accuracy
-                                              and p.cost == point.cost)
-               for p in self._points.values()):
-            return False
-        self._points = {k: p for k, p in self._points.items() if not self._dominates(point, p)}
-        self._points[key] = point
-        return True
-
-    @staticmethod
-    def _dominates(a: ParetoPoint, b: ParetoPoint) -> bool:
-        return (a.accuracy >= b.accuracy and a.cost <= b.cost
-                and (a.accuracy > b.accuracy or a.cost < b.cost))
-
-    def points(self) -> list[ParetoPoint]:
-        """The front, cheapest first."""
-        return sorted(self._points.values(), key=lambda p: (p.cost, -p.accuracy))
-
-    def __len__(self) -> int:
-        return len(self._points)
-
-    @classmethod
-    def from_history(cls, cost: str, records: Iterable[TrialRecord]) -> "ParetoFront":
-        front = cls(cost)
-        for r in records:
-            front.add(r.key, r.graph, r.result)
-        return front
-
-
-# ===================================================================== searcher
 class Searcher(ABC):
     """Proposes graphs (``ask``) and learns from their results (``tell``), Optuna-style.
 
@@ -251,8 +97,7 @@ class Searcher(ABC):
         value = float(self.objective.value(result))
         if not math.isfinite(value):
             raise ValueError(f"the objective gave {value} for this result")
-        record = TrialRecord(len(self.history), graph.to_dict(), key, result.to_dict(), value,
-                             reused=bool(reused))
+        record = TrialRecord(len(self.history), graph, key, result, value, reused=bool(reused))
         self.history.append(record)
         self._value_by_key.setdefault(key, value)
         await self._observe(graph, result, record)
@@ -277,7 +122,7 @@ class Searcher(ABC):
         record = self.best_record()
         if record is None:
             return None
-        return self.graph_from_dict(record.graph), record.eval_result()
+        return record.graph, record.result
 
     def best_record(self) -> TrialRecord | None:
         """The history record `best` is built from, or None."""
@@ -328,7 +173,7 @@ class Searcher(ABC):
                                   f"this searcher's is {v!r}")
         self.rng.bit_generator.state = state["rng"]
         self.n_asked = int(state["n_asked"])
-        self.history = [TrialRecord.from_dict(r) for r in state["history"]]
+        self.history = [TrialRecord.from_dict(r, self.model_names) for r in state["history"]]
         self._value_by_key = {}
         for r in self.history:
             self._value_by_key.setdefault(r.key, r.value)
@@ -435,124 +280,3 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     coro.close()
     raise RuntimeError("ask()/tell() cannot run inside an event loop; use "
                        "`await searcher.aask(n)` / `await searcher.atell(graph, result)`")
-
-
-# ===================================================================== graph-space moves
-def neighbours(graph: CollaborationGraph) -> list[CollaborationGraph]:
-    """Graphs one local move away from ``graph`` on its template, distinct up to isomorphism.
-
-    Moves: change one node's model; flip one later-layer node's role; toggle one edge (keeping
-    every node fed); add a node to a layer (copying a sibling's role and wiring, any model);
-    remove a node from a layer of two or more; append a layer (one node reading every sink, any
-    model); drop the last layer. Budget feasibility is the caller's business.
-    """
-    d_max, w_max = graph.template
-    k = len(graph.model_names)
-    model, role, edges = graph.model, graph.role, graph.edges
-    depth, widths = graph.depth, graph.layer_widths
-    out: dict[str, CollaborationGraph] = {}
-    own = graph.canonical_key()
-
-    def offer(m: np.ndarray, r: np.ndarray, e: np.ndarray) -> None:
-        try:
-            g = CollaborationGraph(m, r, e, graph.model_names)
-        except ValueError:
-            return
-        key = g.canonical_key()
-        if key != own:
-            out.setdefault(key, g)
-
-    for l in range(depth):
-        for i in range(widths[l]):
-            for m_new in range(k):
-                if m_new != model[l, i]:
-                    m = model.copy()
-                    m[l, i] = m_new
-                    offer(m, role, edges)
-            if l > 0:
-                r = role.copy()
-                r[l, i] = FUSER if role[l, i] == ASSISTANT else ASSISTANT
-                offer(model, r, edges)
-    for l in range(depth - 1):
-        for i in range(widths[l]):
-            for j in range(widths[l + 1]):
-                e = edges.copy()
-                e[l, i, j] ^= 1
-                offer(model, role, e)
-    for l in range(depth):
-        w = widths[l]
-        if w < w_max:
-            for m_new in range(k):
-                m, r, e = model.copy(), role.copy(), edges.copy()
-                m[l, w] = m_new
-                r[l, w] = role[l, 0]
-                if l > 0:
-                    e[l - 1, :, w] = edges[l - 1, :, 0]
-                if l < depth - 1:
-                    e[l, w, :] = edges[l, 0, :]
-                offer(m, r, e)
-        if w > 1:
-            for i in range(w):
-                offer(*_without_node(model, role, edges, l, i))
-    if depth < d_max:
-        for m_new in range(k):
-            m, r, e = model.copy(), role.copy(), edges.copy()
-            m[depth, 0] = m_new
-            r[depth, 0] = FUSER if widths[-1] > 1 else ASSISTANT
-            e[depth - 1, : widths[-1], 0] = 1
-            offer(m, r, e)
-    if depth > 1:
-        m, r, e = model.copy(), role.copy(), edges.copy()
-        m[depth - 1] = -1
-        r[depth - 1] = 0
-        e[depth - 2] = 0
-        offer(m, r, e)
-    return list(out.values())
-
-
-def shrink_to_budget(graph: CollaborationGraph, cost: CostModel,
-                     budget: float) -> CollaborationGraph:
-    """``graph`` if it fits ``budget``, else the graph left after removing nodes one at a time,
-    each time the removal that saves the most FLOPs (a node of a layer of two or more, or the
-    last layer when it is a single node), until it fits. A single node still over the budget
-    becomes a call of the cheapest model (which always fits a resolved budget)."""
-    while True:
-        if cost.graph_cost(graph)[0] <= budget:
-            return graph
-        m, r, e = graph.model, graph.role, graph.edges
-        widths = graph.layer_widths
-        options = []
-        for l, w in enumerate(widths):
-            if w > 1:
-                options += [_without_node(m, r, e, l, i) for i in range(w)]
-        if graph.depth > 1 and widths[-1] == 1:
-            options.append(_without_node(m, r, e, graph.depth - 1, 0))
-        if not options:
-            cheapest = min(range(len(graph.model_names)), key=lambda k: cost.call_flops(k))
-            return CollaborationGraph.chain([cheapest], graph.model_names,
-                                            template=graph.template)
-        shrunk = [CollaborationGraph(*arrays, graph.model_names) for arrays in options]
-        flops = graph_cost(GraphBatch.from_graphs(shrunk), cost)[0]
-        graph = shrunk[int(np.argmin(flops))]
-
-
-def _without_node(model: np.ndarray, role: np.ndarray, edges: np.ndarray, l: int, i: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Arrays with node (l, i) removed and the layer's later slots shifted down by one.
-
-    A successor left without a predecessor reads the layer's (new) first node instead.
-    """
-    keep = [s for s in range(model.shape[1]) if s != i] + [i]
-    m, r, e = model.copy(), role.copy(), edges.copy()
-    m[l] = model[l, keep]
-    r[l] = role[l, keep]
-    m[l, -1], r[l, -1] = -1, 0
-    if l > 0:
-        e[l - 1] = edges[l - 1][:, keep]
-        e[l - 1, :, -1] = 0
-    if l < e.shape[0]:
-        e[l] = edges[l][keep, :]
-        e[l, -1, :] = 0
-        orphans = (m[l + 1] >= 0) & ~e[l].any(axis=0)
-        e[l, 0, orphans] = 1
-    return m, r, e

@@ -7,6 +7,7 @@ LLM's part through the same prompt and reply path (it mutates the best graphs it
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,10 +18,13 @@ from ..graph import CollaborationGraph
 from ..llm.base import Completion, LLMClient, Message
 from ..pool import ModelPool, ModelSpec
 from ..probgraph import ProbGraph
-from .agent import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, extract_json_object,
-                    graph_from_compact, graph_to_compact, read_context, render_context,
-                    scored_graphs)
-from .base import Searcher, log, neighbours
+from .base import Searcher
+from .llm_io import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, extract_json_object,
+                     graph_from_compact, graph_to_compact, read_context, render_context,
+                     scored_graphs)
+from .moves import neighbours
+
+log = logging.getLogger("pytts.search")
 
 OFFLINE_MODEL = "offline-proposer"
 
@@ -58,7 +62,7 @@ class LLMOptimizer(Searcher):
         self._uniform = ProbGraph.uniform(*self.template, self.model_names)
 
     def _context(self) -> AgentContext:
-        scored = scored_graphs(self.history, self.model_names)
+        scored = scored_graphs(self.history)
         return AgentContext(self.template, self.budget, self.cost, self.objective,
                             list(scored.values()), [], None, len(self.history))
 

@@ -9,7 +9,8 @@ import numpy as np
 from ..evaluate import EvalResult
 from ..graph import CollaborationGraph
 from ..probgraph import ProbGraph
-from .base import Searcher, TrialRecord
+from .base import Searcher
+from .history import TrialRecord
 
 
 class Reinforce(Searcher):
@@ -47,7 +48,7 @@ class Reinforce(Searcher):
             ProbGraph.uniform(*self.template, self.model_names)
         self.baseline: float | None = None
         self.n_updates = 0
-        self._batch: list[tuple[dict[str, Any], float]] = []
+        self._batch: list[tuple[CollaborationGraph, float]] = []
 
     async def _propose(self, n: int) -> list[CollaborationGraph]:
         return self.sample(self.probgraph, n)
@@ -56,7 +57,7 @@ class Reinforce(Searcher):
                        record: TrialRecord) -> None:
         self._batch.append((record.graph, record.value))
         if len(self._batch) >= self.batch_size:
-            graphs = [self.graph_from_dict(g) for g, _ in self._batch]
+            graphs = [g for g, _ in self._batch]
             rewards = np.array([v for _, v in self._batch])
             self._batch = []
             self.step(graphs, rewards)
@@ -74,10 +75,11 @@ class Reinforce(Searcher):
     def _extra_state(self) -> dict[str, Any]:
         return {"probgraph": self.probgraph.state_dict(), "baseline": self.baseline,
                 "n_updates": self.n_updates,
-                "batch": [{"graph": g, "value": v} for g, v in self._batch]}
+                "batch": [{"graph": g.to_dict(), "value": v} for g, v in self._batch]}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.probgraph = ProbGraph.from_state_dict(state["probgraph"])
         self.baseline = state["baseline"]
         self.n_updates = int(state["n_updates"])
-        self._batch = [(b["graph"], float(b["value"])) for b in state["batch"]]
+        self._batch = [(self.graph_from_dict(b["graph"]), float(b["value"]))
+                       for b in state["batch"]]

@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from ..errors import ConfigError
 from ..evaluate import EvalResult
 from ..graph import CollaborationGraph
-from .base import ParetoFront, Searcher, TrialRecord, log
+from .base import Searcher
+from .history import TrialRecord
+from .objective import ParetoFront
+
+log = logging.getLogger("pytts.search")
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -82,11 +87,15 @@ class _LoopState:
     calls_served: int = 0
     stale_asks: int = 0
     batch_reused: list[bool] = field(default_factory=list)
-    evaluated: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluated: dict[str, EvalResult] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "evaluated": {k: r.to_dict() for k, r in self.evaluated.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "_LoopState":
-        return cls(**data)
+        evaluated = {k: EvalResult.from_dict(r) for k, r in data["evaluated"].items()}
+        return cls(**{**data, "evaluated": evaluated})
 
 
 class Checkpoint:
@@ -126,13 +135,25 @@ class Checkpoint:
         _atomic_write(self.history_path, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
 
     @staticmethod
-    def read_history(path: str | os.PathLike[str]) -> list[TrialRecord]:
-        """The records of a ``history.jsonl`` file (or of a checkpoint directory's)."""
+    def read_history(path: str | os.PathLike[str],
+                     model_names: Sequence[str] | None = None) -> list[TrialRecord]:
+        """The records of a ``history.jsonl`` file (or of a checkpoint directory's).
+
+        ``model_names`` is the searcher's pool in pool order; by default the one saved in the
+        ``state.json`` beside the file.
+        """
         file = Path(path)
         if file.is_dir():
             file = file / HISTORY_FILE
+        if model_names is None:
+            saved = Checkpoint(file.parent).load()
+            if saved is None:
+                raise ConfigError(f"no {STATE_FILE} beside {file}: pass model_names (the "
+                                  "searcher's pool) to read its history")
+            model_names = saved["searcher"]["model_names"]
         with open(file) as handle:
-            return [TrialRecord.from_dict(json.loads(line)) for line in handle if line.strip()]
+            return [TrialRecord.from_dict(json.loads(line), model_names)
+                    for line in handle if line.strip()]
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -184,7 +205,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
     if ckpt is not None:
         ckpt.rewrite_history(searcher.history)
     callback = print_progress if progress is True else (progress or None)
-    cache: dict[str, dict[str, Any]] = {}
+    cache: dict[str, EvalResult] = {}
     for r in searcher.history:
         cache.setdefault(r.key, r.result)
     cache.update(loop.evaluated)
@@ -192,7 +213,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
 
     def persist() -> None:
         if ckpt is not None:
-            ckpt.save({"searcher": searcher.state_dict(), "run": asdict(loop)})
+            ckpt.save({"searcher": searcher.state_dict(), "run": loop.to_dict()})
 
     def report_progress(last_value: float | None = None) -> None:
         if callback is None:
@@ -200,7 +221,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
         best = searcher.best_record()
         callback(SearchProgress(loop.n_evals, n_evals, len(searcher.history), loop.n_reused,
                                 best.value if best else None,
-                                best.result["accuracy"] if best else None, last_value,
+                                best.result.accuracy if best else None, last_value,
                                 loop.calls_made, loop.calls_served))
 
     stopped = "budget"
@@ -233,8 +254,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
             nonlocal told
             while told < len(graphs) and keys[told] in cache:
                 key = keys[told]
-                record = await searcher.atell(graphs[told], EvalResult.from_dict(cache[key]),
-                                              reused=reused[told])
+                record = await searcher.atell(graphs[told], cache[key], reused=reused[told])
                 loop.evaluated.pop(key, None)
                 loop.n_reused += int(reused[told])
                 if not reused[told]:
@@ -264,7 +284,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                         failure = failure or task.exception()
                         continue
                     result = task.result()
-                    cache[key] = loop.evaluated[key] = result.to_dict()
+                    cache[key] = loop.evaluated[key] = result
                     loop.n_evals += 1
                     loop.calls_made += result.calls_made
                     loop.calls_served += result.calls_served

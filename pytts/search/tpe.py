@@ -5,6 +5,7 @@ Optuna is an optional dependency (``pip install "pytts[optuna]"``).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
@@ -14,7 +15,11 @@ from ..errors import ConfigError
 from ..evaluate import EvalResult
 from ..graph import ROLES, CollaborationGraph
 from ..probgraph import ProbGraph
-from .base import Searcher, TrialRecord, log, shrink_to_budget
+from .base import Searcher
+from .history import TrialRecord
+from .moves import shrink_to_budget
+
+log = logging.getLogger("pytts.search")
 
 
 def _optuna():
