@@ -146,14 +146,14 @@ def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None
     for l in range(d_max):
         mix_q = first_q if l == 0 else later_q
         for i in range(w_max):
+            target = None
             if active[l, i]:
                 own = np.eye(k)[anchor.model[l, i]]
                 target = own if mix_q is None else 0.5 * own + 0.5 * mix_q
             elif mix_q is not None:
                 target = mix_q
-            else:
-                continue
-            model_p[l, i] = mix(model_p[l, i], target)
+            if target is not None:
+                model_p[l, i] = mix(model_p[l, i], target)
             if l == 0:
                 continue
             if active[l, i]:
@@ -349,10 +349,15 @@ class AgentReinforce(Searcher):
         best = float(mu_told.max())
         picked: list[CollaborationGraph] = []
         believed = list(observations)
-        for _ in range(min(n, len(graphs))):
+        for turn in range(min(n, len(graphs))):
             mu, sd = surrogate.predict(graphs)
-            gain = expected_improvement(mu, sd, best)
-            i = int(np.argmax(gain))
+            if turn == 0:
+                score = expected_improvement(mu, sd, best)
+            else:
+                # later picks draw from the posterior (Thompson-style): a round spreads over
+                # ideas the surrogate cannot yet tell apart, and seeds give different searches
+                score = mu + sd * self.rng.standard_normal(len(graphs))
+            i = int(np.argmax(score))
             picked.append(graphs.pop(i))
             if not graphs:
                 break
