@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cost.hpp"
+#include "canon.hpp"
 #include "intern.hpp"
 #include "sample.hpp"
 #include "vote.hpp"
@@ -501,6 +502,24 @@ py::array intern_answers(py::handle answers) {
     return ids;
 }
 
+// Canonical slot orders; the kernel reads any int16/int8/uint8 values safely (a slot is a node
+// where model >= 0, an edge is any nonzero byte), so only shapes are checked here.
+py::array canonical_order(py::handle model, py::handle role, py::handle edges) {
+    const Graphs g = take_graphs(model, role, edges);
+    auto out = empty<std::int32_t>({g.B, g.D, g.W});
+    {
+        std::int32_t* o = out.mutable_data();
+        py::gil_scoped_release nogil;
+        pytts::CanonicalForm form;
+        const py::ssize_t dw = g.D * g.W;
+        for (py::ssize_t b = 0; b < g.B; ++b)
+            form.run(g.model.data + b * dw, g.role.data + b * dw,
+                     g.edges.data + b * (g.D - 1) * g.W * g.W, static_cast<int>(g.D),
+                     static_cast<int>(g.W), o + b * dw);
+    }
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -530,4 +549,8 @@ PYBIND11_MODULE(_core, m) {
           "(winner[Q], support[Q]) of a weighted vote per row; -1 ids are missing.");
     m.def("intern_answers", &intern_answers, py::arg("answers"),
           "int64 ids (FNV-1a 64 of the UTF-8, top bit cleared; None -> -1).");
+    m.def("canonical_order", &canonical_order, py::arg("model"), py::arg("role"),
+          py::arg("edges"),
+          "int32[B, D, W]: each layer's slots in canonical order (then -1), equal for graphs "
+          "that differ by slot permutations within layers.");
 }

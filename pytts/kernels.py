@@ -234,3 +234,19 @@ def intern_answers(answers: Sequence[str | None]) -> np.ndarray:
     if isinstance(answers, (str, bytes)):
         raise ValueError("answers must be a sequence of strings, not a single string")
     return _impl.intern_answers(list(answers))
+
+
+def canonical_order(batch: GraphBatch) -> np.ndarray:
+    """``int32[B, D, W]``: row ``[b, l]`` lists the slots of layer l of graph b in canonical order
+    (then -1). Graphs that differ only by permuting slots within layers get orders under which
+    their arrays coincide, so the arrays read in that order are a canonical form.
+
+    A slot holds a node where ``model >= 0`` and an edge is any nonzero byte; both backends read
+    any values safely, so beyond the template limits only `GraphBatch` checks the input.
+    """
+    if not isinstance(batch, GraphBatch):
+        raise ValueError(f"batch must be a GraphBatch, got {type(batch).__name__}")
+    d, w = batch.template
+    if not (1 <= d <= MAX_DEPTH and 1 <= w <= MAX_WIDTH):
+        raise ValueError(f"batch template {d}x{w} exceeds the limits D<={MAX_DEPTH}, W<={MAX_WIDTH}")
+    return _impl.canonical_order(batch.model, batch.role, batch.edges)

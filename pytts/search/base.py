@@ -30,7 +30,9 @@ log = logging.getLogger("pytts.search")
 
 T = TypeVar("T")
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Checkpoint format; 2: canonical keys come from `CollaborationGraph.canonical_order`, so keys
+stored by version 1 no longer match the same graphs."""
 
 
 # ===================================================================== objectives
