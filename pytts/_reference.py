@@ -22,6 +22,8 @@ costs (and therefore feasibility) agree bit for bit.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 
 import numpy as np
 from scipy.special import expit, log_softmax, softmax
@@ -295,6 +297,45 @@ def intern_answers(answers):
             h = ((h ^ byte) * FNV_PRIME) & _MASK64
         out[k] = h & _MASK63
     return out
+
+
+# ---------------------------------------------------------------- final answers in texts
+_FINAL = re.compile(r"the answer is\s*:?\s*\(?\s*([A-Za-z0-9+\-]+)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*\**\s*\$?\s*(-?\d{1,3}(?:,\d{3})+|-?\d+(?:\.\d+)?)",
+                        re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?![\d])|(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def extract_final_answer(text):
+    """The X of the last "The answer is X" in ``text`` (letters upper-cased), else None."""
+    found = _FINAL.findall(text)
+    if not found:
+        return None
+    answer = found[-1]
+    return answer.upper() if answer.isalpha() else answer
+
+
+def extract_number(text):
+    """The number after the last "the answer is", else the last number in ``text``, written
+    canonically (no thousands separators; "7.0" -> "7"). None when there is no number."""
+    stated = list(_ANSWER_IS.finditer(text))
+    if stated:
+        raw = stated[-1].group(1)
+    else:
+        numbers = _NUMBER.findall(text)
+        if not numbers:
+            return None
+        raw = numbers[-1]
+    raw = raw.replace(",", "")
+    if "." in raw:
+        value = float(raw)
+        return str(int(value)) if value.is_integer() else repr(value)
+    # Not str(int(raw)): int() refuses numbers of over 4300 digits, and a reply may hold one.
+    digits = raw.lstrip("-")
+    if not digits.isascii():  # \d is any Unicode decimal digit
+        digits = "".join(str(unicodedata.decimal(c)) for c in digits)
+    digits = digits.lstrip("0") or "0"
+    return "-" + digits if raw.startswith("-") and digits != "0" else digits
 
 
 # ---------------------------------------------------------------- canonical form

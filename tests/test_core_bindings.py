@@ -489,7 +489,8 @@ def kernel_calls(draw):
     budget = draw(st.one_of(st.floats(0, 1e16), st.just(math.inf), scalar))
     which = draw(st.sampled_from(["graph_cost", "feasible", "log_prob", "grad_log_prob",
                                   "sample_graphs", "vote", "intern_answers",
-                                  "canonical_order"]))
+                                  "canonical_order", "extract_final_answer",
+                                  "extract_number"]))
     if which == "graph_cost":
         return which, (*graphs, costs, base)
     if which == "feasible":
@@ -506,6 +507,9 @@ def kernel_calls(draw):
                        budget, draws)
     if which == "canonical_order":
         return which, tuple(graphs)
+    if which.startswith("extract"):
+        return which, (draw(st.one_of(st.text(), st.text("the answer is 0123456789,.-:($*"),
+                                      st.integers(), st.binary(), st.none())),)
     if which == "vote":
         ids = draw(arrays(np.int64, (b, w)))
         return which, (ids, draw(st.one_of(st.none(), arrays(np.float64, (b, w)))))
