@@ -1,8 +1,11 @@
-"""Build script: the pybind11 extension ``pytts._core`` (C++17).
+"""Build script: the pybind11 extension ``pytts._core`` (C++17) and the Cython extension
+``pytts._answers`` (its .pyx is cythonized here, at build time: Cython is a build requirement,
+not a run-time one).
 
-The extension is optional at install time so that a machine without a compiler still gets a
-working package (``pytts.kernels`` then falls back to the NumPy reference). Set
-``PYTTS_REQUIRE_EXTENSION=1`` (CI does) to make a failed build an error instead.
+The extensions are optional at install time so that a machine without a compiler (or without
+Cython) still gets a working package (``pytts.kernels`` then falls back to the other compiled
+module or to the NumPy reference). Set ``PYTTS_REQUIRE_EXTENSION=1`` (CI does) to make a failed
+build an error instead.
 ``PYTTS_SANITIZE=1`` builds with ``-fsanitize=address,undefined`` for the sanitizer CI job;
 ``PYTTS_NATIVE=1`` adds ``-march=native`` (off by default so wheels stay portable).
 """
@@ -12,7 +15,7 @@ import os
 import sys
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
-from setuptools import setup
+from setuptools import Extension, setup
 
 
 def _flag(name: str) -> bool:
@@ -42,6 +45,25 @@ ext_modules = [
 ]
 
 
+def _cython_extensions() -> list:
+    """``pytts._answers`` cythonized to C++ (empty, with a message, where that cannot be done)."""
+    try:
+        import numpy
+        from Cython.Build import cythonize
+
+        return cythonize(
+            [Extension("pytts._answers", ["pytts/_answers.pyx"],
+                       include_dirs=["csrc", numpy.get_include()],
+                       define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                       depends=sorted(glob.glob("csrc/*.hpp")), language="c++",
+                       extra_compile_args=compile_args + ["-std=c++17"],
+                       extra_link_args=link_args)],
+            compiler_directives={"language_level": 3}, quiet=True)
+    except Exception as exc:  # Cython missing, or the .pyx does not translate
+        OptionalBuildExt._give_up(exc)
+        return []
+
+
 class OptionalBuildExt(build_ext):
     """Builds the extension, but lets the install succeed without it unless required."""
 
@@ -61,8 +83,8 @@ class OptionalBuildExt(build_ext):
     def _give_up(exc: Exception) -> None:
         if _flag("PYTTS_REQUIRE_EXTENSION"):
             raise exc
-        print(f"pytts: building the C++ extension failed ({exc}); the NumPy reference kernels "
-              "will be used.", file=sys.stderr)
+        print(f"pytts: building a compiled extension failed ({exc}); pytts.kernels will use "
+              "the other compiled module or the NumPy reference instead.", file=sys.stderr)
 
 
-setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=ext_modules + _cython_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -27,7 +27,9 @@ from .objective import Accuracy, Objective
 
 T = TypeVar("T")
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Checkpoint format; 2: canonical keys come from `CollaborationGraph.canonical_order`, so keys
+stored by version 1 no longer match the same graphs."""
 
 
 class Searcher(ABC):
