@@ -503,6 +503,8 @@ py::array intern_answers(py::handle answers) {
 
 }  // namespace
 
+void bind_simulate(py::module_& m);  // bind_simulate.cpp
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Compiled kernels of pytts (sampling, cost, voting, interning); same signatures as "
               "pytts._reference.";
@@ -530,4 +532,5 @@ PYBIND11_MODULE(_core, m) {
           "(winner[Q], support[Q]) of a weighted vote per row; -1 ids are missing.");
     m.def("intern_answers", &intern_answers, py::arg("answers"),
           "int64 ids (FNV-1a 64 of the UTF-8, top bit cleared; None -> -1).");
+    bind_simulate(m);
 }
