@@ -38,6 +38,7 @@ DRAW_TEXT = 5       # seeds the generator that writes the reply's text
 DRAW_FRESH = 6      # a fresh free-form wrong answer (6, 7, ... until one is new)
 
 _U64 = np.uint64
+_S30, _S27, _S31 = _U64(30), _U64(27), _U64(31)
 
 
 def _u64(x: object) -> np.ndarray:
@@ -46,17 +47,20 @@ def _u64(x: object) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=np.uint64))
 
 
+def _mix(x: np.ndarray) -> np.ndarray:
+    x = (x ^ (x >> _S30)) * _M1
+    x = (x ^ (x >> _S27)) * _M2
+    return x ^ (x >> _S31)
+
+
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer, elementwise on ``uint64`` arrays (wrapping arithmetic)."""
-    x = _u64(x)
-    x = (x ^ (x >> _U64(30))) * _M1
-    x = (x ^ (x >> _U64(27))) * _M2
-    return x ^ (x >> _U64(31))
+    return _mix(_u64(x))
 
 
 def fold(h: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``h`` with the word ``v`` hashed into it (broadcasting)."""
-    return mix64(_u64(h) ^ mix64(_u64(v) + GOLDEN))
+    return _mix(_u64(h) ^ _mix(_u64(v) + GOLDEN))
 
 
 def run_bits(seed: int, question_keys: np.ndarray, node_keys: np.ndarray,

@@ -97,8 +97,10 @@ def _arrays(graphs: SimGraphs, th: Thresholds, qkeys: np.ndarray, samples: Seque
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     b = graphs.batch
-    return (b.model, b.role, b.edges, graphs.keys, graphs.sinks, th.fail, th.right, th.pick,
-            th.cuts, th.keep, qkeys, sample_arr, int(seed))
+    tables = [np.ascontiguousarray(a, np.int64) for a in (th.fail, th.right, th.pick, th.cuts,
+                                                           th.keep)]
+    return (b.model, b.role, b.edges, graphs.keys, graphs.sinks, *tables, qkeys, sample_arr,
+            int(seed))
 
 
 def run_codes(graphs: SimGraphs, th: Thresholds, qkeys: np.ndarray,

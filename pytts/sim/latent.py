@@ -67,6 +67,11 @@ class Thresholds:
     cuts: np.ndarray        # int64 [Q, n_distractors]
     keep: np.ndarray        # int64 [2]: stick (refiners), follow (fusers)
 
+    def take(self, questions: np.ndarray) -> "Thresholds":
+        """The thresholds of the questions at indices ``questions`` (in that order)."""
+        return Thresholds(self.fail, self.right[:, questions], self.pick[:, questions],
+                          self.cuts[questions], self.keep)
+
     @property
     def max_inputs(self) -> int:
         """The largest number of candidates a fuser may be shown."""
