@@ -34,7 +34,7 @@ if _flag("PYTTS_SANITIZE"):
 ext_modules = [
     Pybind11Extension(
         "pytts._core",
-        ["csrc/bindings.cpp"],
+        ["csrc/bindings.cpp", "csrc/bind_simulate.cpp"],
         include_dirs=["csrc"],
         # The kernels live in headers: list them so that editing one triggers a rebuild.
         depends=sorted(glob.glob("csrc/*.hpp")),

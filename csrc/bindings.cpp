@@ -563,6 +563,8 @@ py::object extract_number(py::handle text) {
 
 }  // namespace
 
+void bind_simulate(py::module_& m);  // bind_simulate.cpp
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Compiled kernels of pytts (sampling, cost, voting, interning); same signatures as "
               "pytts._reference.";
@@ -598,4 +600,5 @@ PYBIND11_MODULE(_core, m) {
           py::arg("edges"),
           "int32[B, D, W]: each layer's slots in canonical order (then -1), equal for graphs "
           "that differ by slot permutations within layers.");
+    bind_simulate(m);
 }
