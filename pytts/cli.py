@@ -189,7 +189,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     """A table of runs: searcher, evaluations, best accuracy and its costs, calls."""
     from .runner import BEST_FILE, load_run_config
-    from .search.run import Checkpoint
+    from .search.checkpoint import Checkpoint
     table = Table(title="pytts runs")
     for col in ("run", "searcher", "seed", "evals", "best acc", "95% CI", "FLOPs", "latency s",
                 "calls made/banked"):

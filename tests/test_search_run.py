@@ -159,7 +159,10 @@ def test_checkpoint_files_are_json(tmp_path):
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["run"]["n_evals"] == 5 and state["searcher"]["searcher"] == "tpe"
     assert not (tmp_path / "state.json.tmp").exists()
-    assert len(Checkpoint.read_history(tmp_path)) == len(state["searcher"]["history"])
+    assert "history" not in state["searcher"] and "trials" not in state["searcher"]["extra"]
+    assert len(Checkpoint.read_history(tmp_path)) == state["history_lines"] >= 5
+    journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert len(journal) == state["journal_lines"] >= 5  # TPE's finished trials
 
 
 _CHILD = """

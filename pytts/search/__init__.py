@@ -17,7 +17,8 @@ from .exhaustive import Exhaustive, feasible_graphs
 from .llm_optimizer import LLMOptimizer, OfflineProposer
 from .random_search import RandomSearch
 from .reinforce import Reinforce
-from .run import Checkpoint, SearchProgress, SearchReport, run_search, run_search_sync
+from .checkpoint import Checkpoint
+from .run import SearchProgress, SearchReport, run_search, run_search_sync
 from .tpe import TPE
 
 SEARCHERS: dict[str, type[Searcher]] = {

@@ -216,7 +216,8 @@ class AgentReinforce(Searcher):
     (the distribution then starts uniform and the first feedback comes after the first round).
 
     Every feedback (text, structured update, source, realised KL per distribution) is kept in
-    ``feedback_log`` and its text on the history record of the tell that closed its round.
+    ``feedback_log`` (the searcher's journal) and its text on the history record of the tell
+    that closed its round.
     """
 
     name = "agent-reinforce"
@@ -248,9 +249,14 @@ class AgentReinforce(Searcher):
         self.probgraph = self._uniform
         self.baseline: float | None = None
         self.n_rounds = 0
-        self.feedback_log: list[dict[str, Any]] = []
         self._queue: list[CollaborationGraph] = []
         self._rounds: list[dict[str, Any]] = []
+
+    @property
+    def feedback_log(self) -> list[dict[str, Any]]:
+        """One entry per closed round, oldest first: round, kind, text, update, source, error
+        and the realised KL per distribution."""
+        return self.journal
 
     @property
     def bad_replies(self) -> int:
@@ -461,22 +467,20 @@ class AgentReinforce(Searcher):
         self.baseline = float(values.mean()) if self.baseline is None else (
             self.baseline_decay * self.baseline + (1 - self.baseline_decay) * float(values.mean()))
         self.probgraph, kls = self.trust.apply(base, proposed)
-        self.feedback_log.append({"round": rnd["round"], "kind": rnd["kind"], **fb.to_dict(),
-                                  "kl": kls})
+        self.journal.append({"round": rnd["round"], "kind": rnd["kind"], **fb.to_dict(),
+                             "kl": kls})
         return fb
 
     # ------------------------------------------------------------- persistence
     def _extra_state(self) -> dict[str, Any]:
         return {"probgraph": self.probgraph.state_dict(), "baseline": self.baseline,
-                "n_rounds": self.n_rounds, "feedback_log": self.feedback_log,
-                "queue": [g.to_dict() for g in self._queue], "rounds": self._rounds,
-                "agent": self.agent.state_dict()}
+                "n_rounds": self.n_rounds, "queue": [g.to_dict() for g in self._queue],
+                "rounds": self._rounds, "agent": self.agent.state_dict()}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.probgraph = ProbGraph.from_state_dict(state["probgraph"])
         self.baseline = state["baseline"]
         self.n_rounds = int(state["n_rounds"])
-        self.feedback_log = list(state["feedback_log"])
         self._queue = [self.graph_from_dict(g) for g in state["queue"]]
         self._rounds = [dict(r, values=dict(r["values"])) for r in state["rounds"]]
         self.agent.load_state_dict(state["agent"])

@@ -3,7 +3,9 @@ template over one model pool, each within a FLOPs budget per query, and learns f
 `EvalResult`s scored by an `Objective`.
 
 Its whole state (RNG, distributions, history, asked-but-not-told graphs) is a JSON-ready
-``state_dict`` so a search can stop anywhere and continue exactly where it stopped.
+``state_dict`` so a search can stop anywhere and continue exactly where it stopped. What only
+grows (the history, the ``journal``) can be kept apart from the rest, which stays small: a
+checkpoint appends those to logs and rewrites only the rest.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from .objective import Accuracy, Objective
 
 T = TypeVar("T")
 
-STATE_VERSION = 2
-"""Checkpoint format; 2: canonical keys come from `CollaborationGraph.canonical_order`, so keys
-stored by version 1 no longer match the same graphs."""
+STATE_VERSION = 3
+"""Version of the ``state_dict`` format. 2: the history and the journal can be kept apart;
+3: canonical keys come from `CollaborationGraph.canonical_order`, so keys stored by earlier
+versions no longer match the same graphs."""
 
 
 class Searcher(ABC):
@@ -41,7 +44,9 @@ class Searcher(ABC):
     the budget; a searcher that proposes anything else is a bug and raises RuntimeError.
 
     Subclasses implement the coroutines ``_propose(n)`` and ``_observe(graph, result, record)``
-    and, for their own state, ``_extra_state()`` / ``_load_extra_state(state)``. Searchers that
+    and, for their own state, ``_extra_state()`` / ``_load_extra_state(state)``; state that only
+    grows goes to ``journal`` instead (append JSON-ready entries that never change; they are
+    back in ``journal`` when ``_load_extra_state`` runs). Searchers that
     talk to an LLM await inside them; use ``aask``/``atell`` (as `run_search` does) from async
     code. ``ask``/``tell`` run the coroutines to completion for synchronous callers.
     """
@@ -67,6 +72,7 @@ class Searcher(ABC):
         self.objective: Objective = objective if objective is not None else Accuracy()
         self.rng = np.random.default_rng(self.seed)
         self.history: list[TrialRecord] = []
+        self.journal: list[dict[str, Any]] = []
         self.n_asked = 0
         self._pending: list[CollaborationGraph] = []
         self._value_by_key: dict[str, float] = {}
@@ -148,23 +154,36 @@ class Searcher(ABC):
         return CollaborationGraph.from_dict(data, self.model_names)
 
     # ------------------------------------------------------------- persistence
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this search exactly: JSON-ready."""
-        return {
+    def state_dict(self, *, include_logs: bool = True) -> dict[str, Any]:
+        """Everything needed to continue this search exactly: JSON-ready.
+
+        ``include_logs=False`` leaves out the two parts that only grow, ``history`` and
+        ``journal`` (a checkpoint keeps them in append-only files): the rest has a size that
+        does not depend on how long the search has run.
+        """
+        state = {
             "searcher": self.name, "version": STATE_VERSION, "seed": self.seed,
             "template": list(self.template), "model_names": list(self.model_names),
             "budget": self.budget, "objective": self.objective.to_dict(),
             "rng": _rng_state(self.rng), "n_asked": self.n_asked,
-            "history": [r.to_dict() for r in self.history],
+            "n_told": len(self.history), "n_journal": len(self.journal),
             "pending": [g.to_dict() for g in self._pending],
             "extra": self._extra_state(),
         }
+        if include_logs:
+            state["history"] = [r.to_dict() for r in self.history]
+            state["journal"] = list(self.journal)
+        return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *,
+                        history: Sequence[TrialRecord] | None = None,
+                        journal: Sequence[dict[str, Any]] | None = None) -> None:
         """Continue from ``state_dict()`` output of a searcher built with the same settings.
 
-        ConfigError names the setting that differs (searcher, seed, template, pool, budget,
-        objective): continuing under other settings would not be the same search.
+        ``history`` and ``journal`` are given when ``state`` was saved without them
+        (``include_logs=False``); they must be as long as they were then. ConfigError names the
+        setting that differs (searcher, seed, template, pool, budget, objective): continuing
+        under other settings would not be the same search.
         """
         expected = {"searcher": self.name, "version": STATE_VERSION, "seed": self.seed,
                     "template": list(self.template), "model_names": list(self.model_names),
@@ -175,7 +194,17 @@ class Searcher(ABC):
                                   f"this searcher's is {v!r}")
         self.rng.bit_generator.state = state["rng"]
         self.n_asked = int(state["n_asked"])
-        self.history = [TrialRecord.from_dict(r, self.model_names) for r in state["history"]]
+        if history is None:
+            history = [TrialRecord.from_dict(r, self.model_names) for r in state["history"]]
+        if journal is None:
+            journal = state["journal"]
+        for name, log, n in (("history", history, state["n_told"]),
+                             ("journal", journal, state["n_journal"])):
+            if len(log) != n:
+                raise ConfigError(f"cannot resume: the state was saved after {n} {name} "
+                                  f"entries, {len(log)} were given")
+        self.history = list(history)
+        self.journal = list(journal)
         self._value_by_key = {}
         for r in self.history:
             self._value_by_key.setdefault(r.key, r.value)

@@ -1,37 +1,35 @@
 """run_search: drive a `Searcher` with an evaluator (ask -> evaluate -> tell), never paying twice
 for the same graph, checkpointing after every evaluation and resuming from the checkpoint.
 
-A checkpoint is a directory with two files. ``state.json`` holds the searcher's ``state_dict``
-and the loop's own state (evaluations done, results evaluated but not told yet); it is replaced
-atomically (temp file + ``os.replace``), so a kill at any instant leaves either the previous or
-the next state. ``history.jsonl`` is the human-readable log, one `TrialRecord` per line, appended
-at every tell; on resume it is rewritten from ``state.json``, which is the source of truth.
-Because tells happen in ask order and every evaluation is persisted before it is told, a run
-killed (even by SIGKILL) and resumed ends with exactly the history of an uninterrupted run.
+The checkpoint (`Checkpoint`) is saved after every ask, evaluation and tell: the told record is
+appended to ``history.jsonl``, new searcher journal entries to ``journal.jsonl``, and a small
+``state.json`` (the searcher's own state, the loop's state with results evaluated but not told
+yet, and the log lengths) replaces the previous one. A single writer thread does the file work
+in order, off the event loop, so the files always hold a prefix of the saves. Because tells
+happen in ask order, each save is a consistent point of the run, and a resumed run redoes
+deterministically whatever a kill lost, a run killed (even by SIGKILL) at any instant and
+resumed ends with exactly the history of an uninterrupted run. A kill can lose only the last
+few saves; an error raised by an evaluation (or a cancellation) waits for the saves first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Protocol
 
 from ..errors import ConfigError
 from ..evaluate import EvalResult
 from ..graph import CollaborationGraph
 from .base import Searcher
+from .checkpoint import Checkpoint
 from .history import TrialRecord
 from .objective import ParetoFront
 
 log = logging.getLogger("pytts.search")
-
-STATE_FILE = "state.json"
-HISTORY_FILE = "history.jsonl"
 
 
 class GraphEvaluator(Protocol):
@@ -90,79 +88,14 @@ class _LoopState:
     evaluated: dict[str, EvalResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "evaluated": {k: r.to_dict() for k, r in self.evaluated.items()}}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**data, "batch_reused": list(self.batch_reused),
+                "evaluated": {k: r.to_dict() for k, r in self.evaluated.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "_LoopState":
         evaluated = {k: EvalResult.from_dict(r) for k, r in data["evaluated"].items()}
         return cls(**{**data, "evaluated": evaluated})
-
-
-class Checkpoint:
-    """The checkpoint directory of one search (created on first save)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"checkpoint {self.path} exists and is not a directory; pass a "
-                              "directory path")
-        self.state_path = self.path / STATE_FILE
-        self.history_path = self.path / HISTORY_FILE
-
-    def load(self) -> dict[str, Any] | None:
-        """The saved state, or None when this checkpoint was never written."""
-        if not self.state_path.exists():
-            return None
-        try:
-            return json.loads(self.state_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"checkpoint {self.state_path} does not parse ({exc}); it was "
-                              "not written by run_search or was edited") from None
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.state_path, json.dumps(state))
-
-    def append(self, record: TrialRecord) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.history_path, "a") as handle:
-            handle.write(json.dumps(record.to_dict()) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def rewrite_history(self, records: list[TrialRecord]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.history_path, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
-
-    @staticmethod
-    def read_history(path: str | os.PathLike[str],
-                     model_names: Sequence[str] | None = None) -> list[TrialRecord]:
-        """The records of a ``history.jsonl`` file (or of a checkpoint directory's).
-
-        ``model_names`` is the searcher's pool in pool order; by default the one saved in the
-        ``state.json`` beside the file.
-        """
-        file = Path(path)
-        if file.is_dir():
-            file = file / HISTORY_FILE
-        if model_names is None:
-            saved = Checkpoint(file.parent).load()
-            if saved is None:
-                raise ConfigError(f"no {STATE_FILE} beside {file}: pass model_names (the "
-                                  "searcher's pool) to read its history")
-            model_names = saved["searcher"]["model_names"]
-        with open(file) as handle:
-            return [TrialRecord.from_dict(json.loads(line), model_names)
-                    for line in handle if line.strip()]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def print_progress(p: SearchProgress) -> None:
@@ -196,14 +129,17 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                           f"{n_evals}, {batch_size}, {max_stale_asks}")
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
     loop = _LoopState()
-    saved = ckpt.load() if ckpt is not None else None
+    saved = await asyncio.to_thread(ckpt.load) if ckpt is not None else None
     if saved is not None:
-        searcher.load_state_dict(saved["searcher"])
-        loop = _LoopState.from_dict(saved["run"])
+        searcher.load_state_dict(saved.state["searcher"], history=saved.history,
+                                 journal=saved.journal)
+        loop = _LoopState.from_dict(saved.state["run"])
         log.info("resuming %s from %s: %d evaluations, %d tells done", searcher.name,
                  checkpoint, loop.n_evals, len(searcher.history))
-    if ckpt is not None:
-        ckpt.rewrite_history(searcher.history)
+    writer = ckpt.writer() if ckpt is not None else None
+    # A new checkpoint starts with whatever the searcher was told before this run.
+    history_saved = len(searcher.history) if saved is not None else 0
+    journal_saved = len(searcher.journal) if saved is not None else 0
     callback = print_progress if progress is True else (progress or None)
     cache: dict[str, EvalResult] = {}
     for r in searcher.history:
@@ -212,8 +148,16 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
     fronts = {c: ParetoFront.from_history(c, searcher.history) for c in ("latency", "flops")}
 
     def persist() -> None:
-        if ckpt is not None:
-            ckpt.save({"searcher": searcher.state_dict(), "run": loop.to_dict()})
+        """Save the checkpoint: new log lines first, then the state that counts them."""
+        nonlocal history_saved, journal_saved
+        if writer is None:
+            return
+        writer.append_history(searcher.history[history_saved:])
+        writer.append_journal(searcher.journal[journal_saved:])
+        history_saved, journal_saved = len(searcher.history), len(searcher.journal)
+        writer.save_state({"searcher": searcher.state_dict(include_logs=False),
+                           "run": loop.to_dict(), "history_lines": history_saved,
+                           "journal_lines": journal_saved})
 
     def report_progress(last_value: float | None = None) -> None:
         if callback is None:
@@ -225,82 +169,84 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                                 loop.calls_made, loop.calls_served))
 
     stopped = "budget"
-    while True:
-        graphs = searcher.pending
-        if graphs:
-            reused = loop.batch_reused[-len(graphs):]
-            if len(reused) != len(graphs):
+    try:
+        while True:
+            graphs = searcher.pending
+            if graphs:
+                reused = loop.batch_reused[-len(graphs):]
+                if len(reused) != len(graphs):
+                    reused = _reused_flags(graphs, cache)
+            else:
+                if loop.n_evals >= n_evals:
+                    break
+                if loop.stale_asks >= max_stale_asks:
+                    stopped = "stale"
+                    log.warning("%s proposed no new graph in %d asks in a row; stopping after %d "
+                                "evaluations", searcher.name, loop.stale_asks, loop.n_evals)
+                    break
+                graphs = await searcher.aask(min(batch_size, n_evals - loop.n_evals))
+                if not graphs:
+                    stopped = "exhausted"
+                    break
                 reused = _reused_flags(graphs, cache)
-        else:
-            if loop.n_evals >= n_evals:
-                break
-            if loop.stale_asks >= max_stale_asks:
-                stopped = "stale"
-                log.warning("%s proposed no new graph in %d asks in a row; stopping after %d "
-                            "evaluations", searcher.name, loop.stale_asks, loop.n_evals)
-                break
-            graphs = await searcher.aask(min(batch_size, n_evals - loop.n_evals))
-            if not graphs:
-                stopped = "exhausted"
-                break
-            reused = _reused_flags(graphs, cache)
-            loop.batch_reused = reused
-            persist()
-        evaluated_before = loop.n_evals
-        keys = [g.canonical_key() for g in graphs]
-        told = 0
-
-        async def tell_ready() -> None:
-            nonlocal told
-            while told < len(graphs) and keys[told] in cache:
-                key = keys[told]
-                record = await searcher.atell(graphs[told], cache[key], reused=reused[told])
-                loop.evaluated.pop(key, None)
-                loop.n_reused += int(reused[told])
-                if not reused[told]:
-                    for front in fronts.values():
-                        front.add(key, record.graph, record.result)
-                if ckpt is not None:
-                    ckpt.append(record)
+                loop.batch_reused = reused
                 persist()
-                told += 1
-                report_progress(record.value)
+            evaluated_before = loop.n_evals
+            keys = [g.canonical_key() for g in graphs]
+            told = 0
 
-        await tell_ready()
-        todo = {}
-        for g, key in zip(graphs, keys):
-            if key not in cache and key not in todo.values():
-                todo[asyncio.ensure_future(evaluator.evaluate(g))] = key
-        order = {key: i for i, key in reversed(list(enumerate(keys)))}
-        failure: BaseException | None = None
-        try:
-            while todo:
-                done, _ = await asyncio.wait(todo, return_when=asyncio.FIRST_COMPLETED)
-                for task in sorted(done, key=lambda t: order[todo[t]]):
-                    key = todo.pop(task)
-                    if task.exception() is not None:
-                        # Keep the batch's other evaluations (persisted as they finish), then
-                        # raise: a resumed run must not pay for them again.
-                        failure = failure or task.exception()
-                        continue
-                    result = task.result()
-                    cache[key] = loop.evaluated[key] = result
-                    loop.n_evals += 1
-                    loop.calls_made += result.calls_made
-                    loop.calls_served += result.calls_served
+            async def tell_ready() -> None:
+                nonlocal told
+                while told < len(graphs) and keys[told] in cache:
+                    key = keys[told]
+                    record = await searcher.atell(graphs[told], cache[key], reused=reused[told])
+                    loop.evaluated.pop(key, None)
+                    loop.n_reused += int(reused[told])
+                    if not reused[told]:
+                        for front in fronts.values():
+                            front.add(key, record.graph, record.result)
                     persist()
-                    report_progress()
-                if failure is None:
-                    await tell_ready()
-            if failure is not None:
-                raise failure
-        finally:
-            for task in todo:
-                task.cancel()
-            if todo:
-                await asyncio.gather(*todo, return_exceptions=True)
-        loop.stale_asks = 0 if loop.n_evals > evaluated_before else loop.stale_asks + 1
-        persist()
+                    told += 1
+                    report_progress(record.value)
+
+            await tell_ready()
+            todo = {}
+            for g, key in zip(graphs, keys):
+                if key not in cache and key not in todo.values():
+                    todo[asyncio.ensure_future(evaluator.evaluate(g))] = key
+            order = {key: i for i, key in reversed(list(enumerate(keys)))}
+            failure: BaseException | None = None
+            try:
+                while todo:
+                    done, _ = await asyncio.wait(todo, return_when=asyncio.FIRST_COMPLETED)
+                    for task in sorted(done, key=lambda t: order[todo[t]]):
+                        key = todo.pop(task)
+                        if task.exception() is not None:
+                            # Keep the batch's other evaluations (persisted as they finish), then
+                            # raise: a resumed run must not pay for them again.
+                            failure = failure or task.exception()
+                            continue
+                        result = task.result()
+                        cache[key] = loop.evaluated[key] = result
+                        loop.n_evals += 1
+                        loop.calls_made += result.calls_made
+                        loop.calls_served += result.calls_served
+                        persist()
+                        report_progress()
+                    if failure is None:
+                        await tell_ready()
+                if failure is not None:
+                    raise failure
+            finally:
+                for task in todo:
+                    task.cancel()
+                if todo:
+                    await asyncio.gather(*todo, return_exceptions=True)
+            loop.stale_asks = 0 if loop.n_evals > evaluated_before else loop.stale_asks + 1
+            persist()
+    finally:
+        if writer is not None:
+            await writer.close()  # everything saved is on disk before we return or raise
     best = searcher.best()
     best_record = searcher.best_record()
     if callback is print_progress:

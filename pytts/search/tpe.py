@@ -49,8 +49,9 @@ class TPE(Searcher):
     probabilistic graph) is enqueued as the trial instead (``n_fallbacks``).
 
     Determinism: each ``study.ask()`` gets a fresh `TPESampler` seeded from this searcher's RNG;
-    the sampler keeps no other state, so the study's trials (saved in ``state_dict``) and the
-    RNG fully determine what comes next.
+    the sampler keeps no other state, so the study's trials and the RNG fully determine what
+    comes next. A trial is saved once it has finished, as an entry of ``journal``; the running
+    ones (asked, not told) are saved with the rest of the state.
     """
 
     name = "tpe"
@@ -135,10 +136,10 @@ class TPE(Searcher):
             key = graph.canonical_key()
             if key in self._value_by_key:
                 self.n_repeats += 1
-                self.study.tell(trial, self._value_by_key[key])
+                self._finished(self.study.tell(trial, self._value_by_key[key]))
             elif key in taken or self.seen(graph):
                 self.n_repeats += 1
-                self.study.tell(trial, state=fail)
+                self._finished(self.study.tell(trial, state=fail))
             else:
                 self._trial_of.setdefault(key, []).append(trial.number)
                 return graph
@@ -160,24 +161,37 @@ class TPE(Searcher):
     async def _observe(self, graph: CollaborationGraph, result: EvalResult,
                        record: TrialRecord) -> None:
         numbers = self._trial_of[record.key]
-        self.study.tell(numbers.pop(0), record.value)
+        self._finished(self.study.tell(numbers.pop(0), record.value))
         if not numbers:
             del self._trial_of[record.key]
 
     # ------------------------------------------------------------- persistence
-    def _extra_state(self) -> dict[str, Any]:
+    def _finished(self, trial) -> None:
+        """Journal a trial that has just finished (it never changes again)."""
+        self.journal.append(self._trial_to_dict(trial))
+
+    def _trial_to_dict(self, trial) -> dict[str, Any]:
         dist_json = self._optuna.distributions.distribution_to_json
-        trials = [{"state": t.state.name, "value": t.value, "params": t.params,
-                   "distributions": {k: dist_json(v) for k, v in t.distributions.items()}}
-                  for t in self.study.get_trials(deepcopy=False)]
-        return {"trials": trials, "trial_of": self._trial_of, "n_repaired": self.n_repaired,
+        return {"number": trial.number, "state": trial.state.name, "value": trial.value,
+                "params": trial.params,
+                "distributions": {k: dist_json(v) for k, v in trial.distributions.items()}}
+
+    def _extra_state(self) -> dict[str, Any]:
+        running = sorted(n for numbers in self._trial_of.values() for n in numbers)
+        trials = self.study.get_trials(deepcopy=False)
+        return {"running": [self._trial_to_dict(trials[n]) for n in running],
+                "trial_of": self._trial_of, "n_repaired": self.n_repaired,
                 "n_repeats": self.n_repeats, "n_fallbacks": self.n_fallbacks}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         optuna = self._optuna
         dist_from = optuna.distributions.json_to_distribution
         self.study = self._new_study()
-        for t in state["trials"]:
+        trials = sorted(self.journal + state["running"], key=lambda t: t["number"])
+        if [t["number"] for t in trials] != list(range(len(trials))):
+            raise ConfigError("cannot resume: the saved TPE trials are not numbered 0..n-1 "
+                              "(the journal does not match the state)")
+        for t in trials:
             self.study.add_trial(optuna.trial.create_trial(
                 state=optuna.trial.TrialState[t["state"]], value=t["value"],
                 params=t["params"],
