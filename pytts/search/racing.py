@@ -198,6 +198,8 @@ class Race:
         self.policy = policy.fitted(n_questions)
         self.entrants: dict[str, Entrant] = {}
         self.incumbent: str | None = None
+        self.calls = 0
+        """LLM calls made by `select` (confirmation runs; race runs are counted by the loop)."""
 
     # ---------------------------------------------------------------- racing
     def full(self, result: EvalResult) -> bool:
@@ -287,7 +289,9 @@ class Race:
             if confirm:
                 missing = [q for q in confirm if q not in outcomes(result)]
                 if missing:
-                    result = merge_results([result, await evaluator.evaluate(e.graph, missing)])
+                    extra = await evaluator.evaluate(e.graph, missing)
+                    self.calls += extra.calls_made
+                    result = merge_results([result, extra])
                     self.entrants[e.key] = Entrant(e.key, e.graph, result)
             scored.append((result.accuracy, e, result))
         # stable: on equal accuracy the earlier finalist (higher race estimate) wins

@@ -59,10 +59,15 @@ class LatentEvaluator:
         costs = self.cost.model_costs  # params_b, out_tokens, prefill_tps, decode_tps, overhead_s
         self._params, self._out, self._prefill, self._decode_tps, self._overhead = costs.T
 
-    async def evaluate(self, graph: CollaborationGraph) -> EvalResult:
-        """Score ``graph`` on every question with the evaluator's samples."""
+    async def evaluate(self, graph: CollaborationGraph,
+                       questions: Sequence[int] | None = None) -> EvalResult:
+        """Score ``graph`` on every question (or those at indices ``questions``, recorded as
+        the result's ``question_ids``) with the evaluator's samples."""
         await asyncio.sleep(0)  # a coroutine like the text path's, though it never waits
-        return self.evaluate_on(graph)
+        result = self.evaluate_on(graph, questions)
+        if questions is not None:
+            result.question_ids = [int(q) for q in questions for _ in self.samples]
+        return result
 
     def evaluate_sync(self, graph: CollaborationGraph) -> EvalResult:
         """`evaluate` from synchronous code."""
