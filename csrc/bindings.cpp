@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "cost.hpp"
+#include "canon.hpp"
 #include "intern.hpp"
+#include "py_text.hpp"
 #include "sample.hpp"
 #include "vote.hpp"
 
@@ -505,7 +507,67 @@ py::array intern_answers(py::handle answers) {
     return ids;
 }
 
+// Canonical slot orders; the kernel reads any int16/int8/uint8 values safely (a slot is a node
+// where model >= 0, an edge is any nonzero byte), so only shapes are checked here.
+py::array canonical_order(py::handle model, py::handle role, py::handle edges) {
+    const Graphs g = take_graphs(model, role, edges);
+    auto out = empty<std::int32_t>({g.B, g.D, g.W});
+    {
+        std::int32_t* o = out.mutable_data();
+        py::gil_scoped_release nogil;
+        pytts::CanonicalForm form;
+        const py::ssize_t dw = g.D * g.W;
+        for (py::ssize_t b = 0; b < g.B; ++b)
+            form.run(g.model.data + b * dw, g.role.data + b * dw,
+                     g.edges.data + b * (g.D - 1) * g.W * g.W, static_cast<int>(g.D),
+                     static_cast<int>(g.W), o + b * dw);
+    }
+    return out;
+}
+
+// The final-answer scanners of extract.hpp on a str's code points, read in place at their width.
+template <class F>
+auto with_code_points(py::handle text, F&& scan) {
+    PyObject* s = text.ptr();
+    if (!PyUnicode_Check(s))
+        fail(std::string("text must be a str, got ") + Py_TYPE(s)->tp_name);
+    const auto n = static_cast<std::size_t>(PyUnicode_GET_LENGTH(s));
+    switch (PyUnicode_KIND(s)) {
+        case PyUnicode_1BYTE_KIND: return scan(PyUnicode_1BYTE_DATA(s), n);
+        case PyUnicode_2BYTE_KIND: return scan(PyUnicode_2BYTE_DATA(s), n);
+        default: return scan(PyUnicode_4BYTE_DATA(s), n);
+    }
+}
+
+py::object extract_final_answer(py::handle text) {
+    std::vector<std::uint32_t> out;
+    const bool found = with_code_points(text, [&](const auto* s, std::size_t n) {
+        return pytts::final_answer(s, n, pytts::kPythonText, out);
+    });
+    if (!found) return py::none();
+    return py::reinterpret_steal<py::object>(
+        PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out.data(), static_cast<Py_ssize_t>(out.size())));
+}
+
+py::object extract_number(py::handle text) {
+    std::string out;
+    const int found = with_code_points(text, [&](const auto* s, std::size_t n) {
+        return pytts::number_answer(s, n, pytts::kPythonText, out);
+    });
+    if (found == pytts::kNoNumber) return py::none();
+    if (found == pytts::kIntegerNumber) return py::str(out);
+    // Rare: a decimal point. Python's float, int and repr say how it reads, as in the reference.
+    py::object value = py::reinterpret_steal<py::object>(PyFloat_FromString(py::str(out).ptr()));
+    if (!value) throw py::error_already_set();
+    const double v = PyFloat_AS_DOUBLE(value.ptr());
+    if (std::isfinite(v) && std::floor(v) == v)
+        return py::str(py::reinterpret_steal<py::object>(PyLong_FromDouble(v)));
+    return py::repr(value);
+}
+
 }  // namespace
+
+void bind_simulate(py::module_& m);  // bind_simulate.cpp
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Compiled kernels of pytts (sampling, cost, voting, interning); same signatures as "
@@ -536,4 +598,13 @@ PYBIND11_MODULE(_core, m) {
           "(winner[Q], support[Q]) of a weighted vote per row; -1 ids are missing.");
     m.def("intern_answers", &intern_answers, py::arg("answers"),
           "int64 ids (FNV-1a 64 of the UTF-8, top bit cleared; None -> -1).");
+    m.def("extract_final_answer", &extract_final_answer, py::arg("text"),
+          "The X of the last \"The answer is X\" (letters upper-cased), else None.");
+    m.def("extract_number", &extract_number, py::arg("text"),
+          "The number after the last \"answer is\", else the last number, canonically; or None.");
+    m.def("canonical_order", &canonical_order, py::arg("model"), py::arg("role"),
+          py::arg("edges"),
+          "int32[B, D, W]: each layer's slots in canonical order (then -1), equal for graphs "
+          "that differ by slot permutations within layers.");
+    bind_simulate(m);
 }

@@ -22,6 +22,8 @@ costs (and therefore feasibility) agree bit for bit.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 
 import numpy as np
 from scipy.special import expit, log_softmax, softmax
@@ -294,4 +296,218 @@ def intern_answers(answers):
         for byte in text.encode("utf-8", "surrogatepass"):
             h = ((h ^ byte) * FNV_PRIME) & _MASK64
         out[k] = h & _MASK63
+    return out
+
+
+# ---------------------------------------------------------------- final answers in texts
+_FINAL = re.compile(r"the answer is\s*:?\s*\(?\s*([A-Za-z0-9+\-]+)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*\**\s*\$?\s*(-?\d{1,3}(?:,\d{3})+|-?\d+(?:\.\d+)?)",
+                        re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?![\d])|(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def extract_final_answer(text):
+    """The X of the last "The answer is X" in ``text`` (letters upper-cased), else None."""
+    found = _FINAL.findall(text)
+    if not found:
+        return None
+    answer = found[-1]
+    return answer.upper() if answer.isalpha() else answer
+
+
+def extract_number(text):
+    """The number after the last "the answer is", else the last number in ``text``, written
+    canonically (no thousands separators; "7.0" -> "7"). None when there is no number."""
+    stated = list(_ANSWER_IS.finditer(text))
+    if stated:
+        raw = stated[-1].group(1)
+    else:
+        numbers = _NUMBER.findall(text)
+        if not numbers:
+            return None
+        raw = numbers[-1]
+    raw = raw.replace(",", "")
+    if "." in raw:
+        value = float(raw)
+        return str(int(value)) if value.is_integer() else repr(value)
+    # Not str(int(raw)): int() refuses numbers of over 4300 digits, and a reply may hold one.
+    digits = raw.lstrip("-")
+    if not digits.isascii():  # \d is any Unicode decimal digit
+        digits = "".join(str(unicodedata.decimal(c)) for c in digits)
+    digits = digits.lstrip("0") or "0"
+    return "-" + digits if raw.startswith("-") and digits != "0" else digits
+
+
+# ---------------------------------------------------------------- canonical form
+# The canonical slot order of a layered graph, up to permutations of the slots within each layer.
+# Steps (the C++ kernel in csrc/canon.hpp takes the same ones, in the same order, so that both
+# return the same order and not just equally canonical ones):
+#  1. Twins (one layer, same model, role, predecessor set and successor set) are interchangeable:
+#     each twin class becomes one node of a quotient graph, labelled with its multiplicity.
+#  2. Colour refinement of the quotient: the initial colour ranks (layer, model, role,
+#     multiplicity); each round ranks (colour, sorted predecessor colours, sorted successor
+#     colours) until no colour class splits. Ranks are dense and sorted, so the colours are
+#     invariant under relabelling and keep the layers in order.
+#  3. If classes of several nodes remain, individualisation-refinement: the first such class is
+#     split by giving each member in turn its own colour, refining, and recursing; the leaf with
+#     the smallest encoding wins. Automorphisms found at leaves prune children in a known orbit
+#     and cut subtrees equivalent to explored ones (as nauty does), so symmetric graphs cost
+#     about one leaf per level, not one per ordering.
+def _refine(colour: list[int], preds: list[list[int]], succs: list[list[int]]) -> list[int]:
+    """Colour refinement to the coarsest stable colouring finer than ``colour`` (dense ranks)."""
+    n_colours = len(set(colour))
+    while True:
+        sig = [(colour[q], tuple(sorted(colour[p] for p in preds[q])),
+                tuple(sorted(colour[s] for s in succs[q]))) for q in range(len(colour))]
+        rank = {s: k for k, s in enumerate(sorted(set(sig)))}
+        if len(rank) == n_colours:
+            return colour
+        colour = [rank[s] for s in sig]
+        n_colours = len(rank)
+
+
+def _individualise(colour: list[int], v: int) -> list[int]:
+    """``v`` keeps its colour c; the rest of its class moves to c + 1, later classes shift up."""
+    c = colour[v]
+    return [x + 1 if x > c or (x == c and q != v) else x for q, x in enumerate(colour)]
+
+
+class _CanonSearch:
+    """Individualisation-refinement over a quotient graph; ``best`` is the canonical colouring."""
+
+    def __init__(self, preds: list[list[int]], succs: list[list[int]], start: list[int],
+                 layer: list[int]) -> None:
+        self.preds, self.succs, self.start, self.layer = preds, succs, start, layer
+        self.first: tuple | None = None   # (encoding, colouring, path) of the first leaf
+        self.best: tuple | None = None    # the same for the smallest encoding so far
+        self.generators: list[list[int]] = []
+
+    def encode(self, colour: list[int]) -> list[int]:
+        """Per position, the bitmask of its predecessors' positions within their layer."""
+        order = [0] * len(colour)
+        for q, p in enumerate(colour):
+            order[p] = q
+        out = []
+        for q in order:
+            base = self.start[self.layer[q] - 1] if self.layer[q] else 0
+            out.append(sum(1 << (colour[p] - base) for p in self.preds[q]))
+        return out
+
+    def _automorphism(self, colour: list[int], other: list[int]) -> None:
+        """Record the map sending each node to the node at the same position in ``other``."""
+        order = [0] * len(other)
+        for q, p in enumerate(other):
+            order[p] = q
+        self.generators.append([order[colour[q]] for q in range(len(colour))])
+
+    def _same_orbit(self, v: int, explored: list[int], path: list[int]) -> bool:
+        """Whether automorphisms found so far that fix ``path`` map an explored child to ``v``."""
+        parent = list(range(len(self.preds)))
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for gamma in self.generators:
+            if all(gamma[x] == x for x in path):
+                for x, y in enumerate(gamma):
+                    parent[find(x)] = find(y)
+        return any(find(w) == find(v) for w in explored)
+
+    def run(self, colour: list[int], path: list[int]) -> int | None:
+        """Explore the subtree below ``colour``; a return value is the depth to unwind to."""
+        n = len(colour)
+        counts = [0] * n
+        for c in colour:
+            counts[c] += 1
+        target = next((c for c in range(n) if counts[c] > 1), None)
+        if target is None:
+            return self._leaf(colour, path)
+        explored: list[int] = []
+        for v in [q for q in range(n) if colour[q] == target]:
+            if explored and self._same_orbit(v, explored, path):
+                continue
+            jump = self.run(_refine(_individualise(colour, v), self.preds, self.succs),
+                            path + [v])
+            explored.append(v)
+            if jump is not None and jump < len(path):
+                return jump
+        return None
+
+    def _leaf(self, colour: list[int], path: list[int]) -> int | None:
+        enc = self.encode(colour)
+        if self.first is None:
+            self.first = self.best = (enc, colour, path)
+            return None
+        for other in (self.first, self.best):
+            if enc == other[0]:
+                self._automorphism(colour, other[1])
+                # This leaf's subtree mirrors one explored already: resume where the paths part.
+                return next(k for k, (a, b) in enumerate(zip(path, other[2])) if a != b)
+        if enc < self.best[0]:
+            self.best = (enc, colour, path)
+        return None
+
+
+def _canonical_order_one(model: np.ndarray, role: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    d, w = model.shape
+    m, r, e = model.tolist(), role.tolist(), edges.tolist()
+    slots = [[i for i in range(w) if m[l][i] >= 0] for l in range(d)]
+    pred_mask = [[0] * w for _ in range(d)]
+    succ_mask = [[0] * w for _ in range(d)]
+    for l in range(d - 1):
+        for i in slots[l]:
+            for j in slots[l + 1]:
+                if e[l][i][j]:
+                    succ_mask[l][i] |= 1 << j
+                    pred_mask[l + 1][j] |= 1 << i
+    # 1. twin classes, numbered layer by layer in the order of their first slot
+    members: list[list[int]] = []
+    label: list[tuple[int, int, int, int]] = []
+    layer: list[int] = []
+    start = [0] * (d + 1)
+    class_of = [[-1] * w for _ in range(d)]
+    for l in range(d):
+        start[l] = len(members)
+        index: dict[tuple[int, int, int, int], int] = {}
+        for i in slots[l]:
+            key = (m[l][i], r[l][i], pred_mask[l][i], succ_mask[l][i])
+            if key not in index:
+                index[key] = len(members)
+                members.append([])
+                layer.append(l)
+            class_of[l][i] = index[key]
+            members[index[key]].append(i)
+        for q in range(start[l], len(members)):
+            i = members[q][0]
+            label.append((l, m[l][i], r[l][i], len(members[q])))
+    start[d] = len(members)
+    preds = [sorted({class_of[layer[q] - 1][i] for i in range(w)
+                     if pred_mask[layer[q]][members[q][0]] >> i & 1}) for q in range(len(members))]
+    succs = [sorted({class_of[layer[q] + 1][j] for j in range(w)
+                     if succ_mask[layer[q]][members[q][0]] >> j & 1}) for q in range(len(members))]
+    # 2. and 3.
+    rank = {x: k for k, x in enumerate(sorted(set(label)))}
+    search = _CanonSearch(preds, succs, start, layer)
+    search.run(_refine([rank[x] for x in label], preds, succs), [])
+    out = np.full((d, w), -1, np.int32)
+    if search.best is not None:
+        colour = search.best[1]
+        for l in range(d):
+            ranked = sorted(range(start[l], start[l + 1]), key=lambda q: colour[q])
+            row = [i for q in ranked for i in members[q]]
+            out[l, : len(row)] = row
+    return out
+
+
+def canonical_order(model, role, edges):
+    """``int32[B, D, W]``: row ``[b, l]`` lists the slots of layer l of graph b in canonical order
+    (then -1). Graphs equal up to permutations of slots within layers get orders under which
+    their arrays coincide; a slot holds a node where ``model >= 0``."""
+    b, d, w = model.shape
+    out = np.full((b, d, w), -1, np.int32)
+    for k in range(b):
+        out[k] = _canonical_order_one(model[k], role[k], edges[k])
     return out

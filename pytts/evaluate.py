@@ -26,6 +26,8 @@ class EvalResult:
     ``accuracy`` counts a failed question (no sink answered) as wrong; ``ci_low``/``ci_high`` is
     the 95% Wilson interval; ``mean_flops``/``mean_latency_s`` are per question, measured from
     real usage; ``calls_made``/``calls_served`` split the calls between servers and the bank.
+    ``question_ids`` are the indices (into the evaluator's question list) of the questions
+    ``correct`` and ``answers`` refer to, in that order; None means all of them, in order.
     """
 
     accuracy: float
@@ -43,6 +45,7 @@ class EvalResult:
     n_failed: int = 0
     wall_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    question_ids: list[int] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,8 +98,10 @@ class Evaluator:
     def task(self):
         return self.executor.task
 
-    async def evaluate(self, graph: CollaborationGraph) -> EvalResult:
-        """Run ``graph`` on every question; LLMError if every question failed.
+    async def evaluate(self, graph: CollaborationGraph,
+                       questions: Sequence[int] | None = None) -> EvalResult:
+        """Run ``graph`` on every question, or on the questions at indices ``questions``;
+        LLMError if every question failed.
 
         A dead endpoint stops the evaluation early rather than failing question after question:
         `ServerExitedError` (its server process is gone) propagates at once, and
@@ -105,6 +110,13 @@ class Evaluator:
         endpoint.
         """
         start = time.perf_counter()
+        chosen = self.questions
+        if questions is not None:
+            ids = [int(i) for i in questions]
+            if not ids or min(ids) < 0 or max(ids) >= len(self.questions):
+                raise ValueError(f"question indices must be in 0..{len(self.questions) - 1} "
+                                 f"and not empty, got {questions!r}")
+            chosen = [self.questions[i] for i in ids]
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(question: Question) -> tuple[ExecutionResult, bool]:
@@ -116,7 +128,7 @@ class Evaluator:
                       if self.task.slow_check else self.task.check(question, run.answer))
             return run, ok
 
-        tasks = [asyncio.ensure_future(one(q)) for q in self.questions]
+        tasks = [asyncio.ensure_future(one(q)) for q in chosen]
         try:
             await self._stop_on_outage(tasks)
         finally:
@@ -137,7 +149,8 @@ class Evaluator:
             calls_made=sum(r.calls_made for r, _ in runs),
             calls_served=sum(r.calls_served for r, _ in runs),
             n_failed=len(failed), wall_s=time.perf_counter() - start,
-            errors=sorted({r.error for r in failed if r.error})[:5])
+            errors=sorted({r.error for r in failed if r.error})[:5],
+            question_ids=None if questions is None else ids)
 
     async def _stop_on_outage(self, tasks: list[asyncio.Future]) -> None:
         """Wait for every question; raise as soon as one endpoint is known to be down."""

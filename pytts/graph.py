@@ -7,9 +7,7 @@ graph"): ``model[D, W]`` (pool index, -1 = empty slot), ``role[D, W]`` and
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -24,9 +22,6 @@ ROLES: tuple[str, ...] = ("assistant", "fuser")
 
 ASSISTANT = 0
 FUSER = 1
-
-# Above this many candidate orderings of tied slots, canonical_key keeps the signature order.
-_MAX_TIE_PERMUTATIONS = 5040
 
 
 def check_template(depth: int, width: int) -> None:
@@ -56,7 +51,8 @@ class CollaborationGraph:
     and hashable by its canonical key.
     """
 
-    __slots__ = ("model", "role", "edges", "model_names", "_key", "_vote_order", "_preds")
+    __slots__ = ("model", "role", "edges", "model_names", "_key", "_order", "_vote_order",
+                 "_preds")
 
     def __init__(self, model: np.ndarray, role: np.ndarray, edges: np.ndarray,
                  model_names: Sequence[str]) -> None:
@@ -76,6 +72,7 @@ class CollaborationGraph:
         self.model, self.role, self.edges = model, role, edges
         self.model_names = tuple(model_names)
         self._key: str | None = None
+        self._order: np.ndarray | None = None
         self._vote_order: list[tuple[int, int]] | None = None
         self._preds: dict[tuple[int, int], list[int]] | None = None
         self.validate()
@@ -140,13 +137,15 @@ class CollaborationGraph:
     def vote_order(self) -> list[tuple[int, int]]:
         """The sinks in the order the vote reads them (ties go to the first answer seen).
 
-        The order follows the nodes' canonical signatures, not their slots, so graphs that differ
-        only by permuting slots within a layer vote identically: `canonical_key` can then stand
-        for the graph's behaviour, not just its shape.
+        Layer by layer, in the canonical slot order of `canonical_key`, so graphs that differ only
+        by permuting slots within a layer vote their corresponding sinks in the same order:
+        `canonical_key` can then stand for the graph's behaviour, not just its shape.
         """
         if self._vote_order is None:
-            sig = _node_signatures(self)
-            self._vote_order = sorted(self.sinks(), key=lambda s: (sig[s], s))
+            order = self.canonical_order()
+            rank = {(l, int(i)): k for l in range(order.shape[0])
+                    for k, i in enumerate(order[l]) if i >= 0}
+            self._vote_order = sorted(self.sinks(), key=lambda s: (s[0], rank[s]))
         return list(self._vote_order)
 
     def validate(self) -> None:
@@ -190,16 +189,30 @@ class CollaborationGraph:
 
     # ----------------------------------------------------------------- identity
     def canonical_key(self) -> str:
-        """A string equal for graphs that differ only by permuting slots within a layer.
+        """A string equal for two graphs exactly when they differ only by permuting slots within
+        layers (the template's size and the pool's names are not part of it).
 
-        Slots are ordered by a signature of (model, role, ancestors' and descendants' signatures);
-        slots whose signatures tie are ordered by trying their permutations and keeping the
-        smallest encoding (when there are at most 5040 orderings; beyond that the signature
-        order stands, which may, rarely, tell two isomorphic graphs apart).
+        It is the graph read in `canonical_order`: ``depth|labels/edge bits/labels...``.
         """
         if self._key is None:
-            self._key = _canonical_key(self)
+            self._key = _encode(self, self.canonical_order())
         return self._key
+
+    def canonical_order(self) -> np.ndarray:
+        """``int32[D, W]``: row l lists layer l's slots in canonical order (then -1).
+
+        Two graphs equal up to slot permutations within layers have equal arrays once read in
+        their canonical orders. Interchangeable slots (same model, role, predecessors and
+        successors) are merged first, colour refinement across layers orders the rest, and a
+        pruned search breaks the ties refinement leaves (`pytts.kernels.canonical_order`).
+        """
+        if self._order is None:
+            from . import kernels  # kernels imports this module, so not at the top
+            order = kernels.canonical_order(GraphBatch(self.model[None], self.role[None],
+                                                       self.edges[None]))[0]
+            order.setflags(write=False)
+            self._order = order
+        return self._order
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, CollaborationGraph)
@@ -373,55 +386,22 @@ class GraphBatch:
 
 
 # --------------------------------------------------------------------- canonical form
-def _node_signatures(g: CollaborationGraph) -> dict[tuple[int, int], str]:
-    """Signature of each node: its label plus its ancestors' and descendants' signatures."""
-    depth = g.depth
-    label = {(l, i): f"{g.model[l, i]}.{g.role[l, i]}"
-             for l in range(depth) for i in np.flatnonzero(g.active[l])}
-    up: dict[tuple[int, int], str] = {}
-    for l in range(depth):
-        for i in np.flatnonzero(g.active[l]):
-            preds = sorted(up[(l - 1, p)] for p in g.predecessors(l, int(i)))
-            up[(l, int(i))] = label[(l, int(i))] + "<(" + ",".join(preds) + ")"
-    down: dict[tuple[int, int], str] = {}
-    for l in reversed(range(depth)):
-        for i in np.flatnonzero(g.active[l]):
-            succ = (sorted(down[(l + 1, int(s))] for s in np.flatnonzero(g.edges[l, i]))
-                    if l < g.edges.shape[0] else [])
-            down[(l, int(i))] = label[(l, int(i))] + ">(" + ",".join(succ) + ")"
-    return {key: up[key] + "|" + down[key] for key in up}
-
-
-def _encode(g: CollaborationGraph, orders: list[list[int]]) -> str:
-    """Encoding of the graph with each layer's slots renumbered in ``orders[l]`` order."""
+def _encode(g: CollaborationGraph, order: np.ndarray) -> str:
+    """The graph read with each layer's slots in ``order[l]`` order (``depth|labels/edge
+    bits/labels...``; labels ``model.role``; a layer's edge bits row by row), which depends on
+    neither the template's size nor the pool's names. Labels go through Python lists: on
+    graphs of a few dozen nodes, per-call NumPy overhead would dominate."""
+    rows = [r for r in ([i for i in row if i >= 0] for row in order.tolist()) if r]
+    depth = len(rows)
+    if depth > 1:  # every layer pair's edges in canonical order, in one gather
+        slots = np.maximum(order[:depth], 0)
+        bits = g.edges[np.arange(depth - 1)[:, None, None], slots[:-1, :, None],
+                       slots[1:, None, :]] + ord("0")
+    model, role = g.model.tolist(), g.role.tolist()
     parts = []
-    for l, order in enumerate(orders):
-        parts.append(",".join(f"{g.model[l, i]}.{g.role[l, i]}" for i in order))
-        if l + 1 < len(orders):
-            nxt = orders[l + 1]
-            parts.append("".join(str(int(g.edges[l, i, j])) for i in order for j in nxt))
-    return f"{g.depth}|" + "/".join(parts)
-
-
-def _canonical_key(g: CollaborationGraph) -> str:
-    sig = _node_signatures(g)
-    groups_per_layer: list[list[list[int]]] = []
-    for l in range(g.depth):
-        slots = sorted((int(i) for i in np.flatnonzero(g.active[l])), key=lambda i: sig[(l, i)])
-        groups = [list(grp) for _, grp in itertools.groupby(slots, key=lambda i: sig[(l, i)])]
-        groups_per_layer.append(groups)
-    n_orders = math.prod(math.factorial(len(grp)) for groups in groups_per_layer
-                         for grp in groups)
-    if n_orders > _MAX_TIE_PERMUTATIONS:
-        return _encode(g, [[i for grp in groups for i in grp] for groups in groups_per_layer])
-    choices = [[list(p) for p in itertools.permutations(grp)]
-               for groups in groups_per_layer for grp in groups]
-    best = None
-    for combo in itertools.product(*choices):
-        it = iter(combo)
-        orders = [[i for _ in groups for i in next(it)] for groups in groups_per_layer]
-        enc = _encode(g, orders)
-        if best is None or enc < best:
-            best = enc
-    assert best is not None
-    return best
+    for l, row in enumerate(rows):
+        m, r = model[l], role[l]
+        parts.append(",".join([f"{m[i]}.{r[i]}" for i in row]))
+        if l + 1 < depth:
+            parts.append(bits[l, : len(row), : len(rows[l + 1])].tobytes().decode("ascii"))
+    return f"{depth}|" + "/".join(parts)

@@ -37,6 +37,22 @@ def _select_backend() -> tuple[str, ModuleType]:
 
 BACKEND, _impl = _select_backend()
 
+
+def _select_answers_backend() -> tuple[str, ModuleType]:
+    """Where `intern_answers` and the answer extractors come from: the Cython module
+    ``pytts._answers`` where it was built (the fastest, per ``python -m bench.answers``), else
+    the backend above (``"pybind11"`` for ``pytts._core``, ``"python"`` for the reference)."""
+    if BACKEND == "reference":
+        return "python", _reference
+    try:
+        from . import _answers
+    except ImportError:
+        return "pybind11", _impl
+    return "cython", _answers
+
+
+ANSWERS_BACKEND, _answers_impl = _select_answers_backend()
+
 DEFAULT_MAX_DRAWS_PER_SAMPLE = 2000
 """Rejection gives up after this many draws per requested graph (plus a floor of 100,000)."""
 
@@ -233,4 +249,37 @@ def intern_answers(answers: Sequence[str | None]) -> np.ndarray:
     """Stable ``int64`` ids of canonical answer strings (same string, same id, in any process)."""
     if isinstance(answers, (str, bytes)):
         raise ValueError("answers must be a sequence of strings, not a single string")
-    return _impl.intern_answers(list(answers))
+    return _answers_impl.intern_answers(list(answers))
+
+
+def extract_final_answer(text: str) -> str | None:
+    """The X of the last "The answer is X" in ``text`` (case-insensitive; X a run of letters,
+    digits, '+' and '-' after optional ':' and '('), upper-cased when all letters; else None."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    return _answers_impl.extract_final_answer(text)
+
+
+def extract_number(text: str) -> str | None:
+    """The number after the last "answer is" in ``text``, else its last number, written
+    canonically (ASCII digits, no thousands separators or leading zeros; "7.0" -> "7"); None
+    when there is no number."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    return _answers_impl.extract_number(text)
+
+
+def canonical_order(batch: GraphBatch) -> np.ndarray:
+    """``int32[B, D, W]``: row ``[b, l]`` lists the slots of layer l of graph b in canonical order
+    (then -1). Graphs that differ only by permuting slots within layers get orders under which
+    their arrays coincide, so the arrays read in that order are a canonical form.
+
+    A slot holds a node where ``model >= 0`` and an edge is any nonzero byte; both backends read
+    any values safely, so beyond the template limits only `GraphBatch` checks the input.
+    """
+    if not isinstance(batch, GraphBatch):
+        raise ValueError(f"batch must be a GraphBatch, got {type(batch).__name__}")
+    d, w = batch.template
+    if not (1 <= d <= MAX_DEPTH and 1 <= w <= MAX_WIDTH):
+        raise ValueError(f"batch template {d}x{w} exceeds the limits D<={MAX_DEPTH}, W<={MAX_WIDTH}")
+    return _impl.canonical_order(batch.model, batch.role, batch.edges)

@@ -79,6 +79,7 @@ def _calls(core, setup):
                                                    base_prompt_tokens=100.0, n=5, seed=1,
                                                    budget=1e15, max_draws=1000)),
         "vote": (core.vote, dict(ids=np.zeros((3, 4), np.int64), weights=np.ones((3, 4)))),
+        "canonical_order": (core.canonical_order, dict(**graphs)),
     }
 
 
@@ -99,7 +100,8 @@ ARRAY_ARGS = [
     ("grad_log_prob", a) for a in LOGIT_NAMES + ["model", "role", "edges", "weights"]
 ] + [
     ("sample_graphs", a) for a in LOGIT_NAMES + ["model_costs"]
-] + [("vote", "ids"), ("vote", "weights")]
+] + [("vote", "ids"), ("vote", "weights")] + [
+    ("canonical_order", a) for a in ("model", "role", "edges")]
 
 
 def _expect_value_error(fn, kwargs, name):
@@ -486,7 +488,9 @@ def kernel_calls(draw):
     base = draw(st.one_of(st.floats(0, 1000), scalar))
     budget = draw(st.one_of(st.floats(0, 1e16), st.just(math.inf), scalar))
     which = draw(st.sampled_from(["graph_cost", "feasible", "log_prob", "grad_log_prob",
-                                  "sample_graphs", "vote", "intern_answers"]))
+                                  "sample_graphs", "vote", "intern_answers",
+                                  "canonical_order", "extract_final_answer",
+                                  "extract_number"]))
     if which == "graph_cost":
         return which, (*graphs, costs, base)
     if which == "feasible":
@@ -501,6 +505,11 @@ def kernel_calls(draw):
         draws = draw(st.one_of(st.integers(0, 200), scalar))
         return which, (*logits, draw(st.one_of(st.none(), st.just(costs))), base, n, seed,
                        budget, draws)
+    if which == "canonical_order":
+        return which, tuple(graphs)
+    if which.startswith("extract"):
+        return which, (draw(st.one_of(st.text(), st.text("the answer is 0123456789,.-:($*"),
+                                      st.integers(), st.binary(), st.none())),)
     if which == "vote":
         ids = draw(arrays(np.int64, (b, w)))
         return which, (ids, draw(st.one_of(st.none(), arrays(np.float64, (b, w)))))

@@ -94,10 +94,22 @@ def test_move_toward_model_weights_and_an_explicit_region():
                     edge_density=0.0)
     moved = move_toward(pg, update, None)
     assert moved.depth_probs()[2] == pytest.approx(1.0)
-    assert np.allclose(moved.model_probs()[..., 2], 0.75)
-    assert np.allclose(moved.model_probs()[..., 0], 0.0, atol=1e-9)
+    # the first-answer mix moves layer 0 only: later steps keep their own (here uniform) mix
+    assert np.allclose(moved.model_probs()[0, :, 2], 0.75)
+    assert np.allclose(moved.model_probs()[0, :, 0], 0.0, atol=1e-9)
+    assert np.allclose(moved.model_probs()[1:], 1 / 3)
     assert np.allclose(np.exp(log_softmax(moved.role_logits, -1))[1:, :, 1], 1.0)
     assert moved.edge_probs().max() < 1e-6
+
+
+def test_move_toward_gives_later_steps_their_own_model_mix():
+    names = _names()
+    pg = ProbGraph.uniform(3, 3, names)
+    update = Update(step_size=1.0, model_weights={"s": 1.0, "m": 0.0, "l": 0.0},
+                    later_model_weights={"s": 0.0, "m": 0.0, "l": 1.0})
+    moved = move_toward(pg, update, None)
+    assert np.allclose(moved.model_probs()[0, :, 0], 1.0)
+    assert np.allclose(moved.model_probs()[1:, :, 2], 1.0)
 
 
 def test_step_size_zero_changes_nothing():

@@ -97,13 +97,14 @@ class HeuristicAgent(Agent):
     def initial_feedback(self, ctx: AgentContext) -> Feedback:
         pilots = [s for s in ctx.scored if s.id in ctx.latest] or ctx.scored
         best = max(pilots, key=lambda s: (s.value, -s.id))
-        weights = self._model_weights(ctx, pilots)
+        weights = self._model_weights(ctx, pilots, later=False)
         step = self._step(best, [s for s in pilots if s.structure != best.structure])
         lines = ["Pilots (one budget-matched single-model graph per model):"]
         lines += [f"  #{s.id} {describe_compact(s.graph)}: score {s.value:.3f}"
                   for s in sorted(pilots, key=lambda s: -s.value)]
-        lines.append(f"Prefer {_fmt_weights(weights)}: each model's chance of being the best "
-                     f"given the pilot scores and their noise ({best.stderr:.3f}).")
+        lines.append(f"For first answers prefer {_fmt_weights(weights)}: each model's chance of "
+                     f"being the best given the pilot scores and their noise ({best.stderr:.3f}). "
+                     "Pilots only answer, so they say nothing about who refines or fuses best.")
         lines.append("Pilots have one layer, so they say nothing yet about depth: keep depth "
                      "and width open and probe them around the best pilot "
                      f"#{best.id} (insights 2 and 3).")
@@ -114,7 +115,9 @@ class HeuristicAgent(Agent):
         best = ctx.best()
         others = [s for s in ctx.scored if s.structure != best.structure]
         step = self._step(best, others)
-        weights = self._model_weights(ctx, ctx.scored)
+        weights = self._model_weights(ctx, ctx.scored, later=False)
+        deep = [s for s in ctx.scored if s.graph.depth > 1]
+        later = self._model_weights(ctx, deep, later=True) if deep else None
         top = sorted((s for s in ctx.scored if s.graph.depth > 1),
                      key=lambda s: (-s.value, s.id))[: self.top_k]
         fuser = edge = None
@@ -133,13 +136,16 @@ class HeuristicAgent(Agent):
             f"{list(best.structure)} with step {step:.2f} "
             + (f"(it beats the best other region by {gap:+.3f}, {gap / best.stderr:.1f} SE)."
                if others else "(no other region evaluated yet)."))
-        lines.append(f"Model mix toward {_fmt_weights(weights)}.")
+        lines.append(f"First answers toward {_fmt_weights(weights)}"
+                     + (f"; refiners and fusers toward {_fmt_weights(later)}." if later
+                        else "; no refiner or fuser measured yet."))
         if fuser is not None:
             lines.append(f"Top multi-layer graphs use {fuser:.0%} fusers and {edge:.0%} of "
                          "possible edges: follow them.")
         return Feedback("\n".join(lines), Update(step_size=step, anchor=best.id,
                                                  model_weights=weights, fuser_prob=fuser,
-                                                 edge_density=edge), "heuristic")
+                                                 edge_density=edge, later_model_weights=later),
+                        "heuristic")
 
     def _step(self, best: ScoredGraph, others: list[ScoredGraph]) -> float:
         if not others:
@@ -148,17 +154,19 @@ class HeuristicAgent(Agent):
         return float(np.clip(self.min_step + 0.25 * z, self.min_step, self.max_step))
 
     @staticmethod
-    def _model_weights(ctx: AgentContext, scored: list[ScoredGraph]) -> dict[str, float]:
-        """Each model's probability of being the best one to use, given the scores so far.
+    def _model_weights(ctx: AgentContext, scored: list[ScoredGraph], *,
+                       later: bool) -> dict[str, float]:
+        """Each model's probability of being the best one for first answers (``later`` False)
+        or for later steps (refinements and fusions), given the scores so far.
 
         A model's credit is the mean value of the graphs it appears in, weighted by its share
-        of their nodes; its uncertainty is the dev-score noise over the square root of that
+        of their nodes of that part; its uncertainty is the dev-score noise over the square root of that
         total share (a model never used gets the overall mean and a wide prior). The weight is
         P(this credit is the largest) under independent normals, computed on a fixed grid.
         """
         names = ctx.cost.pool.names
         values = np.array([s.value for s in scored])
-        shares = np.array([_model_shares(s.graph) for s in scored])          # [G, K]
+        shares = np.array([_model_shares(s.graph, later) for s in scored])   # [G, K]
         n_eff = shares.sum(axis=0)
         noise = float(np.median([s.stderr for s in scored]))
         mean = np.where(n_eff > 0, shares.T @ values / np.maximum(n_eff, 1e-12), values.mean())
@@ -184,9 +192,15 @@ def _prob_best(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
-def _model_shares(graph: CollaborationGraph) -> np.ndarray:
-    used = graph.model[graph.active]
-    return np.bincount(used, minlength=len(graph.model_names)) / used.size
+def _model_shares(graph: CollaborationGraph, later: bool) -> np.ndarray:
+    """Each model's share of the first-layer nodes, or of the later nodes (zeros if none)."""
+    part = graph.active.copy()
+    if later:
+        part[0] = False
+    else:
+        part[1:] = False
+    used = graph.model[part]
+    return np.bincount(used, minlength=len(graph.model_names)) / max(used.size, 1)
 
 
 def _fuser_share(graph: CollaborationGraph) -> float:

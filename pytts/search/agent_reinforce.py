@@ -37,7 +37,8 @@ from .agent import Agent, Feedback, HeuristicAgent
 from .base import Searcher
 from .history import TrialRecord
 from .llm_io import AgentContext, Update, scored_graphs
-from .moves import neighbours
+from .moves import neighbours, structural_moves
+from .surrogate import GraphSurrogate, Observation, expected_improvement
 
 log = logging.getLogger("pytts.search")
 
@@ -132,22 +133,27 @@ def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None
     elif update.depth is not None:
         depth_p = mix(depth_p, np.eye(d_max)[update.depth - 1])
 
-    mix_q = None
-    if update.model_weights is not None:
-        names = list(pg.model_names)
-        mix_q = np.array([update.model_weights.get(n, 0.0) for n in names], dtype=np.float64)
-        mix_q /= mix_q.sum()
+    def weights(given: dict[str, float] | None) -> np.ndarray | None:
+        if given is None:
+            return None
+        q = np.array([given.get(n, 0.0) for n in pg.model_names], dtype=np.float64)
+        return q / q.sum()
+
+    # First answers and later steps (refinements, fusions) get their own model mix: a model
+    # that answers best need not refine or fuse best.
+    first_q, later_q = weights(update.model_weights), weights(update.later_model_weights)
     active = anchor.active if anchor is not None else np.zeros((d_max, w_max), bool)
     for l in range(d_max):
+        mix_q = first_q if l == 0 else later_q
         for i in range(w_max):
+            target = None
             if active[l, i]:
                 own = np.eye(k)[anchor.model[l, i]]
                 target = own if mix_q is None else 0.5 * own + 0.5 * mix_q
             elif mix_q is not None:
                 target = mix_q
-            else:
-                continue
-            model_p[l, i] = mix(model_p[l, i], target)
+            if target is not None:
+                model_p[l, i] = mix(model_p[l, i], target)
             if l == 0:
                 continue
             if active[l, i]:
@@ -219,17 +225,25 @@ class AgentReinforce(Searcher):
     def __init__(self, *args: Any, agent: Agent | None = None, round_size: int = 4,
                  n_local: int = 2, trust: TrustRegion | None = None,
                  reinforce_lr: float = 0.0, pilots: bool = True,
-                 baseline_decay: float = 0.7, **kwargs: Any) -> None:
+                 baseline_decay: float = 0.7, surrogate: bool = True, moves: bool = True,
+                 feedback: bool = True, trust_region: bool = True,
+                 n_samples: int = 64, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if round_size < 1 or not 0 <= n_local <= round_size or reinforce_lr < 0:
-            raise ValueError("need round_size >= 1, 0 <= n_local <= round_size and "
-                             "reinforce_lr >= 0")
+        if round_size < 1 or not 0 <= n_local <= round_size or reinforce_lr < 0 or n_samples < 0:
+            raise ValueError("need round_size >= 1, 0 <= n_local <= round_size, "
+                             "reinforce_lr >= 0 and n_samples >= 0")
         self.agent: Agent = agent if agent is not None else HeuristicAgent()
         self.round_size = int(round_size)
         self.n_local = int(n_local)
         self.trust = trust or TrustRegion()
+        if not trust_region:
+            self.trust = TrustRegion(max_kl=1e6, floor=self.trust.floor)
         self.reinforce_lr = float(reinforce_lr)
         self.use_pilots = bool(pilots)
+        self.use_surrogate = bool(surrogate)
+        self.use_moves = bool(moves)
+        self.use_feedback = bool(feedback)
+        self.n_samples = int(n_samples)
         self.baseline_decay = float(baseline_decay)
         self._uniform = ProbGraph.uniform(*self.template, self.model_names)
         self.probgraph = self._uniform
@@ -275,14 +289,25 @@ class AgentReinforce(Searcher):
         self._queue.extend(graphs)
 
     def _candidates(self, n: int, exclude: set[str]) -> list[CollaborationGraph]:
-        """``n_local`` local moves of the best graph, then samples of the distribution; when
-        those run out of new graphs (a concentrated distribution on a small space), local moves
-        of the next-best graphs, then uniform samples; seen graphs only as a last resort."""
-        ranked = self._ranked_parents()
+        """The round's ``n`` new graphs.
+
+        With the surrogate: a pool of structural moves of the best few graphs, local moves of
+        the best one and samples of the distribution is ranked by expected improvement over
+        the best posterior mean, taken greedily with each pick added to the surrogate at its
+        predicted value (so one round spreads over several ideas). Without it (or before two
+        graphs are known): ``n_local`` local moves of the best graph, then samples of the
+        distribution. Either way, when those run out of new graphs: local moves of the
+        next-best graphs, then uniform samples; seen graphs only as a last resort."""
         queued = {g.canonical_key() for g in self._queue} | exclude
-        out = self._local_moves(ranked[:1], min(self.n_local, n), queued)
+        ranked = self._ranked_parents()
+        out: list[CollaborationGraph] = []
+        if self.use_surrogate and len(ranked) >= 2:
+            out = self._by_surrogate(n, queued)
+        else:
+            n_local = min(self.n_local, n) if self.use_moves else 0
+            out = self._local_moves(ranked[:1], n_local, queued)
         fillers = (lambda k, ex: self._sample(self.probgraph, k, ex),
-                   lambda k, ex: self._local_moves(ranked[1:], k, ex),
+                   lambda k, ex: self._local_moves(ranked[1:], k, ex) if self.use_moves else [],
                    lambda k, ex: self._sample(self._uniform, k, ex))
         for more in fillers:
             if len(out) < n:
@@ -290,6 +315,63 @@ class AgentReinforce(Searcher):
         if len(out) < n:
             out += self.sample_unseen(self._uniform, n - len(out), exclude=queued)
         return out
+
+    def _observations(self) -> list[Observation]:
+        out = []
+        for r in self.history:
+            if not r.reused:
+                out.append(Observation(r.graph, r.value, r.result.n_questions))
+        return out
+
+    def _by_surrogate(self, n: int, exclude: set[str]) -> list[CollaborationGraph]:
+        observations = self._observations()
+        surrogate = GraphSurrogate().fit(observations)
+        told = {}
+        for o in observations:
+            told.setdefault(o.graph.canonical_key(), o.graph)
+        told_graphs = list(told.values())
+        mu_told, _ = surrogate.predict(told_graphs)
+        order = np.argsort(-mu_told, kind="stable")
+        parents = [told_graphs[i] for i in order[:3]]
+        taken = self.seen_keys() | exclude
+        pool: dict[str, CollaborationGraph] = {}
+
+        def offer(graphs: list[CollaborationGraph]) -> None:
+            for g in graphs:
+                key = g.canonical_key()
+                if key not in taken:
+                    pool.setdefault(key, g)
+
+        if self.use_moves:
+            for parent in parents:
+                offer(structural_moves(parent, self.feasible))
+            local = [g for g in neighbours(parents[0])]
+            offer([g for g, ok in zip(local, self.feasible(local)) if ok])
+        if self.n_samples:
+            offer(self._sample(self.probgraph, self.n_samples, taken))
+        if not pool:
+            return []
+        graphs = list(pool.values())
+        best = float(mu_told.max())
+        picked: list[CollaborationGraph] = []
+        believed = list(observations)
+        for turn in range(min(n, len(graphs))):
+            mu, sd = surrogate.predict(graphs)
+            if turn == 0:
+                score = expected_improvement(mu, sd, best)
+            else:
+                # later picks draw from the posterior (Thompson-style): a round spreads over
+                # ideas the surrogate cannot yet tell apart, and seeds give different searches
+                score = mu + sd * self.rng.standard_normal(len(graphs))
+            i = int(np.argmax(score))
+            picked.append(graphs.pop(i))
+            if not graphs:
+                break
+            # kriging believer: pretend the pick came out as predicted, so the next pick
+            # goes where the surrogate is still unsure
+            believed.append(Observation(picked[-1], float(mu[i]), 10 ** 6))
+            surrogate = GraphSurrogate().fit(believed)
+        return picked
 
     def _sample(self, probgraph: ProbGraph, n: int, exclude: set[str]) -> list[CollaborationGraph]:
         try:
@@ -366,8 +448,10 @@ class AgentReinforce(Searcher):
         ctx = self._context(rnd["keys"], rnd["round"])
         if rnd["kind"] == "pilot":
             fb = await self.agent.initialize(ctx)
-            weights = fb.update.model_weights or {n: 1.0 for n in self.model_names}
-            base = ProbGraph.from_preference(*self.template, self.model_names, weights)
+            base = self._uniform
+        elif not self.use_feedback:
+            # ablation: the distribution stays where the pilots put it
+            return Feedback("feedback off", Update(step_size=0.0), "none")
         else:
             fb = await self.agent.feedback(ctx)
             base = self.probgraph

@@ -29,8 +29,10 @@ from .objective import Accuracy, Objective
 
 T = TypeVar("T")
 
-STATE_VERSION = 2
-"""Version of the ``state_dict`` format (2: the history and the journal can be kept apart)."""
+STATE_VERSION = 3
+"""Version of the ``state_dict`` format. 2: the history and the journal can be kept apart;
+3: canonical keys come from `CollaborationGraph.canonical_order`, so keys stored by earlier
+versions no longer match the same graphs."""
 
 
 class Searcher(ABC):

@@ -214,7 +214,8 @@ class Update:
 
     ``anchor`` is the id of an evaluated graph to move toward (its structure, per-slot models,
     roles and edges); ``depth``/``widths`` name the (depth, width-given-depth) region to move
-    toward instead of the anchor's; ``model_weights`` the desired model mix; ``fuser_prob`` and
+    toward instead of the anchor's; ``model_weights`` the desired model mix of first answers and
+    ``later_model_weights`` that of later steps (refinements, fusions); ``fuser_prob`` and
     ``edge_density`` the desired share of fusers among later nodes and of present edges;
     ``step_size`` in [0, 1] how far to move (the trust region may shorten it). None leaves a
     factor alone.
@@ -226,6 +227,7 @@ class Update:
     widths: list[int] | None = None
     model_weights: dict[str, float] | None = None
     fuser_prob: float | None = None
+    later_model_weights: dict[str, float] | None = None
     edge_density: float | None = None
 
     def to_dict(self) -> dict[str, Any]:

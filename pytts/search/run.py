@@ -28,6 +28,7 @@ from .base import Searcher
 from .checkpoint import Checkpoint
 from .history import TrialRecord
 from .objective import ParetoFront
+from .racing import Race, RacingPolicy, Selection
 
 log = logging.getLogger("pytts.search")
 
@@ -58,8 +59,12 @@ class SearchProgress:
 class SearchReport:
     """How a search ended: the best graph, the full history and the Pareto fronts.
 
-    ``stopped`` is ``"budget"`` (``n_evals`` reached), ``"exhausted"`` (the searcher had nothing
-    left to propose) or ``"stale"`` (``max_stale_asks`` asks in a row brought no new graph).
+    ``stopped`` is ``"budget"`` (``n_evals`` reached), ``"calls"`` (``max_calls`` reached),
+    ``"exhausted"`` (the searcher had nothing left to propose) or ``"stale"`` (``max_stale_asks``
+    asks in a row brought no new graph). With racing, ``best_graph``/``best_result`` are the
+    returned graph of ``selection`` (chosen on confirmation questions, see `Race.select`), and
+    ``selections`` holds the returned graph after each of the ``select_at`` evaluation counts
+    with the calls spent by then (search and selection together).
     """
 
     best_graph: CollaborationGraph | None
@@ -73,6 +78,9 @@ class SearchReport:
     stopped: str
     pareto_latency: ParetoFront
     pareto_flops: ParetoFront
+    selection: Selection | None = None
+    selections: dict[int, tuple[Selection, int]] = field(default_factory=dict)
+    selection_calls: int = 0
 
 
 @dataclass
@@ -86,6 +94,8 @@ class _LoopState:
     stale_asks: int = 0
     batch_reused: list[bool] = field(default_factory=list)
     evaluated: dict[str, EvalResult] = field(default_factory=dict)
+    against: str | None = None
+    """Racing: the incumbent the current batch races against (fixed when it was asked)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -109,7 +119,9 @@ def print_progress(p: SearchProgress) -> None:
 async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int, *,
                      batch_size: int = 1, checkpoint: str | os.PathLike[str] | None = None,
                      progress: bool | Callable[[SearchProgress], None] = False,
-                     max_stale_asks: int = 100) -> SearchReport:
+                     max_stale_asks: int = 100, racing: RacingPolicy | None = None,
+                     max_calls: int | None = None,
+                     select_at: tuple[int, ...] = ()) -> SearchReport:
     """Search for ``n_evals`` evaluations (the count of graphs actually evaluated).
 
     Each round asks for up to ``batch_size`` graphs and evaluates the new ones concurrently; a
@@ -123,10 +135,17 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
     search as one long run when the first ``n_evals`` was a multiple of ``batch_size`` (some
     searchers plan rounds at ask time, so ask sizes matter).
     ``progress`` is True (a line on stderr) or a callback taking a `SearchProgress`.
+
+    ``racing`` (a `RacingPolicy`; the evaluator must take question subsets, see
+    `pytts.search.racing.SubsetEvaluator`) races every candidate against the incumbent on
+    growing batches of questions and chooses the returned graph on confirmation questions, for
+    every searcher alike. ``max_calls`` stops asking once the LLM calls made reach it.
     """
     if n_evals < 0 or batch_size < 1 or max_stale_asks < 1:
         raise ConfigError(f"need n_evals >= 0, batch_size >= 1 and max_stale_asks >= 1; got "
                           f"{n_evals}, {batch_size}, {max_stale_asks}")
+    if max_calls is not None and max_calls < 1:
+        raise ConfigError(f"max_calls must be >= 1, got {max_calls}")
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
     loop = _LoopState()
     saved = await asyncio.to_thread(ckpt.load) if ckpt is not None else None
@@ -146,6 +165,28 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
         cache.setdefault(r.key, r.result)
     cache.update(loop.evaluated)
     fronts = {c: ParetoFront.from_history(c, searcher.history) for c in ("latency", "flops")}
+    race = Race(racing, len(getattr(evaluator, "questions"))) if racing is not None else None
+    if race is not None:
+        for r in searcher.history:
+            if not r.reused:
+                race.observe(r.key, r.graph, r.result)
+    selections: dict[int, tuple[Selection, int]] = {}
+    selection_calls = 0
+
+    async def select() -> Selection | None:
+        nonlocal selection_calls
+        if race is None:
+            return None
+        before = race.calls
+        chosen = await race.select(evaluator)  # type: ignore[arg-type]
+        selection_calls += race.calls - before
+        return chosen
+
+    def evaluate(graph: CollaborationGraph) -> Any:
+        if race is None:
+            return evaluator.evaluate(graph)
+        against = race.entrants[loop.against].result if loop.against is not None else None
+        return race.evaluate(evaluator, graph, against)  # type: ignore[arg-type]
 
     def persist() -> None:
         """Save the checkpoint: new log lines first, then the state that counts them."""
@@ -179,6 +220,9 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
             else:
                 if loop.n_evals >= n_evals:
                     break
+                if max_calls is not None and loop.calls_made >= max_calls:
+                    stopped = "calls"
+                    break
                 if loop.stale_asks >= max_stale_asks:
                     stopped = "stale"
                     log.warning("%s proposed no new graph in %d asks in a row; stopping after %d "
@@ -190,6 +234,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                     break
                 reused = _reused_flags(graphs, cache)
                 loop.batch_reused = reused
+                loop.against = race.incumbent if race is not None else None
                 persist()
             evaluated_before = loop.n_evals
             keys = [g.canonical_key() for g in graphs]
@@ -205,15 +250,22 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                     if not reused[told]:
                         for front in fronts.values():
                             front.add(key, record.graph, record.result)
+                        if race is not None:
+                            race.observe(key, record.graph, record.result)
                     persist()
                     told += 1
                     report_progress(record.value)
+                    n_real = len(searcher.history) - loop.n_reused
+                    if n_real in select_at and n_real not in selections and race is not None:
+                        chosen = await select()
+                        if chosen is not None:
+                            selections[n_real] = (chosen, loop.calls_made + selection_calls)
 
             await tell_ready()
             todo = {}
             for g, key in zip(graphs, keys):
                 if key not in cache and key not in todo.values():
-                    todo[asyncio.ensure_future(evaluator.evaluate(g))] = key
+                    todo[asyncio.ensure_future(evaluate(g))] = key
             order = {key: i for i, key in reversed(list(enumerate(keys)))}
             failure: BaseException | None = None
             try:
@@ -249,12 +301,18 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
             await writer.close()  # everything saved is on disk before we return or raise
     best = searcher.best()
     best_record = searcher.best_record()
+    best_graph, best_result = (best[0], best[1]) if best else (None, None)
+    best_value = best_record.value if best_record else None
+    selection = await select()
+    if selection is not None:
+        best_graph, best_result = selection.graph, selection.result
+        best_value = float(searcher.objective.value(selection.result))
     if callback is print_progress:
         print(file=sys.stderr)
-    return SearchReport(best[0] if best else None, best[1] if best else None,
-                        best_record.value if best_record else None, list(searcher.history),
+    return SearchReport(best_graph, best_result, best_value, list(searcher.history),
                         loop.n_evals, loop.n_reused, loop.calls_made, loop.calls_served,
-                        stopped, fronts["latency"], fronts["flops"])
+                        stopped, fronts["latency"], fronts["flops"], selection, selections,
+                        selection_calls)
 
 
 def _reused_flags(graphs: list[CollaborationGraph], cache: dict[str, Any]) -> list[bool]:

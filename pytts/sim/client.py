@@ -20,17 +20,38 @@ from ..graph import CollaborationGraph, GraphBatch
 from ..llm.base import Completion, Message, sample_seed
 from ..prompts import parse_node_messages, strip_role_template
 from ..tasks.base import Question
+from .draws import DRAW_FRESH, DRAW_TEXT, extra_bits, fold, run_bits
 from .latent import (ANSWER, CORRECT, FUSE, KINDS, MISSING, NEW_NOISE, NOISE_BASE, REFINE,
-                     Behaviour, Rows)
+                     Thresholds, node_codes)
 from .presets import CHARS_PER_TOKEN, SimPreset, get_preset, preset_pool
 from .task import (SimTask, extract_final_answer, make_question, make_task, question_address,
-                   stable_hash)
+                   question_keys, stable_hash)
 from .truth import GroundTruth
+from .usage import latency_factor, reply_tokens
 
-__all__ = ["SimulatedPool"]
+__all__ = ["SimulatedPool", "request_keys"]
 
-_TOKEN_SIGMA = 0.25     # lognormal spread of completion lengths
-_LATENCY_SIGMA = 0.06   # lognormal spread of latencies (load, scheduling)
+# How the samples of a request differ, folded into their keys.
+_GREEDY, _UNSEEDED, _SEEDED = 0, 1, 2
+
+
+def request_keys(model: str, messages: Sequence[Message], *, n: int = 1,
+                 temperature: float = 0.7, seed: int | None = None) -> np.ndarray:
+    """``uint64[n]``: the node key of each sample of a request, as the kernel's node keys are
+    to its runs (the draws are keyed by the pool's seed, the question, this key and sample 0).
+
+    The key follows the request's identity (model and messages) and what varies between its
+    samples: nothing at temperature 0, else the sample index, or with a seed the sample's own
+    seed (`sample_seed`), so sample k of an n-request is the n=1 request of that seed.
+    """
+    content = stable_hash("call", model, [[m.get("role"), m.get("content")] for m in messages])
+    if temperature == 0:
+        mode, values = _GREEDY, [0] * n
+    elif seed is None:
+        mode, values = _UNSEEDED, list(range(n))
+    else:
+        mode, values = _SEEDED, [sample_seed(seed, k) for k in range(n)]
+    return fold(fold(np.uint64(content), np.uint64(mode)), np.array(values, np.uint64))
 
 _OPENINGS = {
     ANSWER: ("Let me set up the problem.", "First, restate what is asked.",
@@ -45,6 +66,18 @@ _STEPS = ("Step {k}: combining the quantities from the previous step, the interm
           "Step {k}: substituting this back into the condition given in the statement gives {v}.",
           "Step {k}: the expression simplifies to {v}, which still fits every stated condition.",
           "Step {k}: cross-checking against the statement once more, {v} is consistent with it.")
+
+
+def fresh_answer(question: Question, bits: np.ndarray) -> str:
+    """The free-form wrong answer a run with draws ``bits`` writes: an integer that is neither
+    the answer nor a distractor, from the run's extra draws."""
+    taken = {question.answer, *question.meta["distractors"]}
+    draw = DRAW_FRESH
+    while True:
+        fresh = str(1000 + int(extra_bits(bits, draw)[0] % np.uint64(999_000)))
+        if fresh not in taken:
+            return fresh
+        draw += 1
 
 
 def _render(kind: int, n_inputs: int, answer: str | None, chars: int,
@@ -89,9 +122,9 @@ class SimulatedPool:
         self.preset = get_preset(preset)
         self.seed = int(seed)
         self.pool = preset_pool(self.preset)
-        self._behaviour = Behaviour(self.preset)
         self._truth = GroundTruth(self.preset)
         self._questions: dict[str, Question] = {}
+        self._thresholds: dict[tuple[str, int], Thresholds] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -142,18 +175,16 @@ class SimulatedPool:
         k_model = self.pool.index(model)
         prompt_chars = sum(len(m.get("content") or "") for m in messages)
         prompt_tokens = max(1, math.ceil(prompt_chars / CHARS_PER_TOKEN))
-        rows = Rows.of([question], self.preset.noise)
-        inputs = [np.full((1, 1), c, np.int16) for c in codes]
-        prompt_key = stable_hash(self.seed, model,
-                                 [[m.get("role"), m.get("content")] for m in messages])
+        keys = request_keys(model, messages, n=n, temperature=temperature, seed=seed)
+        bits = run_bits(self.seed, question_keys([question]), keys, np.zeros(1, np.uint64))[0, :, 0]
+        drawn = node_codes(self._thresholds_of(question, len(codes)), k_model, kind,
+                           np.zeros(1, np.int64), [np.full(n, c, np.int16) for c in codes],
+                           bits, NEW_NOISE)
         out = []
         for index in range(n):
-            rng = self._rng(prompt_key, seed, index, temperature)
-            code = int(self._behaviour.step(k_model, kind, rows, inputs,
-                                            lambda: rng.random((1, 1)))[0, 0])
-            answer = self._decode(question, code, noise_texts, rng)
+            answer = self._decode(question, int(drawn[index]), noise_texts, bits[index:index + 1])
             out.append(self._completion(model, kind, len(input_texts), answer, prompt_tokens,
-                                        max_tokens, stop, rng))
+                                        max_tokens, stop, bits[index:index + 1]))
         await asyncio.sleep(0)  # let other requests interleave, as they would with a server
         return out
 
@@ -204,49 +235,41 @@ class SimulatedPool:
                 codes.append(seen[answer])
         return codes, noise
 
+    def _thresholds_of(self, question: Question, n_inputs: int) -> Thresholds:
+        key = (question.qid, max(1, n_inputs))
+        th = self._thresholds.get(key)
+        if th is None:
+            th = self._thresholds[key] = Thresholds.of(self.preset, [question], key[1])
+        return th
+
     def _decode(self, question: Question, code: int, noise: dict[int, str],
-                rng: np.random.Generator) -> str | None:
+                bits: np.ndarray) -> str | None:
         if code == MISSING:
             return None
         if code == CORRECT:
             return question.answer
         if code == NEW_NOISE:
-            taken = {question.answer, *question.meta["distractors"]}
-            while True:
-                fresh = str(int(rng.integers(1000, 1_000_000)))
-                if fresh not in taken:
-                    return fresh
+            return fresh_answer(question, bits)
         if code >= NOISE_BASE:
             return noise[code]
         return question.meta["distractors"][code - 1]
 
-    def _rng(self, prompt_key: int, seed: int | None, index: int,
-             temperature: float) -> np.random.Generator:
-        """The generator of sample ``index``: from the request's identity (``prompt_key``) and
-        what varies between its samples (nothing at temperature 0)."""
-        if temperature == 0:
-            return np.random.default_rng([prompt_key, 0])
-        if seed is None:
-            return np.random.default_rng([prompt_key, 1, index])
-        return np.random.default_rng([prompt_key, 2, sample_seed(seed, index)])
-
     def _completion(self, model: str, kind: int, n_inputs: int, answer: str | None,
                     prompt_tokens: int, max_tokens: int, stop: Sequence[str] | None,
-                    rng: np.random.Generator) -> Completion:
+                    bits: np.ndarray) -> Completion:
         spec = self.pool[model]
-        # Mean-preserving lognormal length, so CostModel's out_tokens stays the mean.
-        drawn = spec.out_tokens * math.exp(rng.normal(0.0, _TOKEN_SIGMA) - _TOKEN_SIGMA ** 2 / 2)
-        tokens = max(8, int(round(drawn)))
+        tokens = int(reply_tokens(spec.out_tokens, bits)[0])
         finish = "stop" if answer is not None else "length"
         if tokens > max_tokens:
             tokens, finish = max_tokens, "length"
+        rng = np.random.default_rng(int(extra_bits(bits, DRAW_TEXT)[0]))
         text = _render(kind, n_inputs, answer, tokens * CHARS_PER_TOKEN, rng)
         for s in stop or ():
             at = text.find(s) if s else -1
             if at >= 0:
                 text, finish = text[:at], "stop"
-        latency = (spec.overhead_s + prompt_tokens / spec.prefill_tps
-                   + tokens / spec.decode_tps) * math.exp(rng.normal(0.0, _LATENCY_SIGMA))
+        latency = ((spec.overhead_s + prompt_tokens / spec.prefill_tps
+                    + tokens / spec.decode_tps) * float(latency_factor(bits)[0]))
         return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=tokens,
                           latency_s=latency, model=model, finish_reason=finish)
 

@@ -2,7 +2,10 @@
 and its inputs' codes (parameters in `pytts.sim.presets`), and the vote over codes.
 
 Answers are handled as codes: -1 no answer, 0 the right answer, 1..K the distractors, larger
-codes free-form wrong answers (each one distinct).
+codes free-form wrong answers (each one distinct). The model's probabilities are turned once
+into integer thresholds (`Thresholds`) that the keyed draws of `pytts.sim.draws` are compared
+to; `node_codes` is the one NumPy statement of a node's behaviour, used by the text path and the
+kernel's NumPy twin alike (csrc/simulate.hpp writes the same rules in C++).
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..tasks.base import Question
+from .draws import (KEEP_BITS, OUTCOME_BITS, WRONG_BITS, keep_field, outcome_field, to_threshold,
+                    wrong_field)
 from .presets import MAX_DISTRACTORS, SimPreset
 
 __all__ = ["ANSWER", "CORRECT", "FUSE", "KINDS", "MISSING", "NEW_NOISE", "NOISE_BASE", "REFINE",
-           "Behaviour", "Rows", "Uniforms", "vote_codes"]
+           "Thresholds", "node_codes", "pick_index", "plurality", "vote_codes"]
 
 # Answer codes of the latent model.
 MISSING = -1
@@ -28,39 +33,94 @@ NOISE_BASE = MAX_DISTRACTORS + 1
 ANSWER, REFINE, FUSE = 0, 1, 2
 KINDS = {"answer": ANSWER, "refine": REFINE, "fuse": FUSE}
 
-Uniforms = Callable[[], np.ndarray]
-"""Returns a fresh array of uniforms in [0, 1) of the sample shape on each call."""
+# Columns of `Thresholds.right`: the situations a node can be in, besides fusing a right answer.
+FIRST, KEEP, REFIX, FUSEFIX = 0, 1, 2, 3
 
 
-@dataclass(frozen=True)
-class Rows:
-    """Latent parameters of Q questions, shaped to broadcast against ``[Q, S]`` sample arrays."""
-
-    difficulty: np.ndarray      # float64 [Q, 1]
-    wrong_cuts: np.ndarray      # float32 [Q, K]: where the wrong answers' ranges start in [0, 1)
-
-    @classmethod
-    def of(cls, questions: Sequence[Question], noise: float) -> "Rows":
-        """Rows of ``questions``, whose wrong answers are free-form with probability ``noise``.
-
-        A uniform u picks a wrong answer: u < noise is free-form; above, the distractors share
-        [noise, 1) by their weights, distractor k starting at ``wrong_cuts[:, k - 1]``.
-        """
-        diff = np.array([q.meta["difficulty"] for q in questions], np.float64)[:, None]
-        weights = np.array([q.meta["weights"] for q in questions], np.float64)
-        starts = np.cumsum(weights, axis=1) - weights  # each distractor's lower end in [0, 1)
-        cuts = noise + (1.0 - noise) * starts
-        cuts[:, 0] = noise  # exactly: rounding must not move the free-form range
-        return cls(diff, cuts.astype(np.float32))
+def pick_index(n_answered: np.ndarray, n_right: np.ndarray) -> np.ndarray:
+    """Column of `Thresholds.pick` for a fuser shown ``n_right`` right answers among
+    ``n_answered`` (1 <= n_right <= n_answered)."""
+    return n_answered * (n_answered - 1) // 2 + n_right - 1
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # float32 is plenty for a probability and halves the memory traffic of the Monte-Carlo.
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    return 1.0 / (1.0 + np.exp(-x))
 
 
-def _plurality(codes: Sequence[np.ndarray], counted: Callable[[np.ndarray], np.ndarray]
-               ) -> np.ndarray:
+@dataclass(frozen=True)
+class Thresholds:
+    """The latent model of one preset on Q questions, as integer thresholds for the draws.
+
+    A node's outcome field (`pytts.sim.draws.outcome_field`) below ``fail[k]`` is a reply
+    without an answer; below ``right[k, q, situation]`` (and not failed) the right answer. The
+    situations are a first answer (FIRST), refining a right (KEEP) or wrong (REFIX) attempt,
+    fusing candidates without the right answer (FUSEFIX); a fuser shown r right answers of a
+    answered uses ``pick[k, q, pick_index(a, r)]`` (a up to ``max_inputs``). Otherwise the
+    answer is wrong: the wrong field counts the ``cuts[q]`` it reaches (0: a fresh free-form
+    answer, j: distractor j), unless a refiner keeps (keep field below ``stick``) or a fuser
+    follows (below ``follow``) its inputs' wrong answer.
+    """
+
+    fail: np.ndarray        # int64 [K]
+    right: np.ndarray       # int64 [K, Q, 4]
+    pick: np.ndarray        # int64 [K, Q, max_inputs * (max_inputs + 1) / 2]
+    cuts: np.ndarray        # int64 [Q, n_distractors]
+    keep: np.ndarray        # int64 [2]: stick (refiners), follow (fusers)
+
+    def take(self, questions: np.ndarray) -> "Thresholds":
+        """The thresholds of the questions at indices ``questions`` (in that order)."""
+        return Thresholds(self.fail, self.right[:, questions], self.pick[:, questions],
+                          self.cuts[questions], self.keep)
+
+    @property
+    def max_inputs(self) -> int:
+        """The largest number of candidates a fuser may be shown."""
+        return int(round((np.sqrt(8 * self.pick.shape[2] + 1) - 1) / 2))
+
+    @classmethod
+    def of(cls, preset: SimPreset, questions: Sequence[Question],
+           max_inputs: int = 1) -> "Thresholds":
+        """Thresholds of ``preset``'s models on ``questions``, for fusers of up to
+        ``max_inputs`` candidates."""
+        diff = np.array([q.meta["difficulty"] for q in questions], np.float64)
+        weights = np.array([q.meta["weights"] for q in questions], np.float64)
+        return cls.from_arrays(preset, diff, weights, max_inputs)
+
+    @classmethod
+    def from_arrays(cls, preset: SimPreset, difficulty: np.ndarray, weights: np.ndarray,
+                    max_inputs: int = 1) -> "Thresholds":
+        """`of` from the questions' difficulties ``[Q]`` and distractor weights ``[Q, n]``."""
+        if max_inputs < 1:
+            raise ValueError(f"max_inputs must be >= 1, got {max_inputs}")
+        skill = np.array([m.skill for m in preset.models])[:, None]
+        refine = np.array([m.refine for m in preset.models])[:, None]
+        fuse = np.array([m.fuse for m in preset.models])[:, None]
+        fail = np.array([m.fail for m in preset.models])
+        gap = skill - np.asarray(difficulty, np.float64)[None, :]          # [K, Q]
+        z_refine = preset.slope * (gap + refine)
+        z_fuse = preset.slope * (gap + fuse)
+        p = np.stack([_sigmoid(preset.slope * gap), _sigmoid(z_refine + preset.keep_offset),
+                      _sigmoid(z_refine - preset.fix_offset),
+                      _sigmoid(z_fuse - preset.fix_offset)], axis=2)        # [K, Q, 4]
+        answered = np.concatenate([np.full(a, a) for a in range(1, max_inputs + 1)])
+        right = np.concatenate([np.arange(1, a + 1) for a in range(1, max_inputs + 1)])
+        share = right / answered                                            # [P], pick order
+        p_pick = _sigmoid(z_fuse[:, :, None] + preset.fuse_share * (share - 0.5)
+                          + preset.fuse_offset)
+        f = fail[:, None, None]
+        # No answer first ([0, fail)), then right ([fail, fail + (1 - fail) p)), then wrong.
+        starts = np.cumsum(weights, axis=1) - weights   # each distractor's lower end in [0, 1)
+        cuts = preset.noise + (1.0 - preset.noise) * starts
+        cuts[:, 0] = preset.noise  # exactly: rounding must not move the free-form range
+        return cls(fail=to_threshold(fail, OUTCOME_BITS),
+                   right=to_threshold(f + (1.0 - f) * p, OUTCOME_BITS),
+                   pick=to_threshold(f + (1.0 - f) * p_pick, OUTCOME_BITS),
+                   cuts=to_threshold(cuts, WRONG_BITS),
+                   keep=to_threshold([preset.stick, preset.follow], KEEP_BITS))
+
+
+def plurality(codes: Sequence[np.ndarray], counted: Callable[[np.ndarray], np.ndarray]
+              ) -> np.ndarray:
     """Elementwise over equally shaped code arrays: the most common code among those where
     ``counted(code)`` holds (ties: the earliest array), else MISSING.
 
@@ -88,85 +148,52 @@ def vote_codes(codes: Sequence[np.ndarray]) -> np.ndarray:
     """The vote of `pytts.kernels.vote` (unweighted, ties to the first seen, MISSING ignored)
     over answer-code arrays, one per sink in sink order; a faster equivalent for the
     Monte-Carlo's small integer codes (tests check the two agree)."""
-    return _plurality(codes, lambda c: c != MISSING)
+    return plurality(codes, lambda c: c != MISSING)
 
 
-class Behaviour:
-    """The latent model of one preset: how a node's output answer code is drawn."""
+def right_threshold(th: Thresholds, model: int, kind: int, question: np.ndarray,
+                    inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The right-answer threshold of a node (the sample shape), the wrong answer it falls back
+    to when there is one to keep or follow (else None), and that fallback's keep threshold.
 
-    def __init__(self, preset: SimPreset) -> None:
-        self.preset = preset
-        self.skill = np.array([m.skill for m in preset.models])
-        self.refine = np.array([m.refine for m in preset.models])
-        self.fuse = np.array([m.fuse for m in preset.models])
-        self.fail = np.array([m.fail for m in preset.models])
+    ``question`` indexes the rows of ``th`` and broadcasts against the sample shape; ``inputs``
+    are the predecessors' codes in slot order (empty for a first answer).
+    """
+    right = th.right[model]
+    if kind == ANSWER or not inputs:
+        return right[question, FIRST], None, 0
+    if kind == REFINE:
+        # Several attempts: the refiner checks the one most of them agree on.
+        x = plurality(inputs, lambda c: c != MISSING)
+        t = np.where(x == MISSING, right[question, FIRST],
+                     np.where(x == CORRECT, right[question, KEEP], right[question, REFIX]))
+        return t, np.where(x > CORRECT, x, MISSING).astype(np.int16), int(th.keep[0])
+    n_answered = sum((c != MISSING).astype(np.int64) for c in inputs)
+    n_right = sum((c == CORRECT).astype(np.int64) for c in inputs)
+    pick = th.pick[model][question, pick_index(n_answered, np.maximum(n_right, 1))]
+    t = np.where(n_answered == 0, right[question, FIRST],
+                 np.where(n_right > 0, pick, right[question, FUSEFIX]))
+    return t, plurality(inputs, lambda c: c > CORRECT), int(th.keep[1])
 
-    def _wrong(self, rows: Rows, u: np.ndarray) -> np.ndarray:
-        """A wrong answer: fresh free-form with probability ``noise``, else a distractor."""
-        # the number of range starts at or below u is the distractor's code (0: free-form)
-        count = (u >= rows.wrong_cuts[:, :1]).view(np.int8)
-        for k in range(1, rows.wrong_cuts.shape[1]):
-            count = count + (u >= rows.wrong_cuts[:, k:k + 1]).view(np.int8)
-        code = count.astype(np.int16)
-        if self.preset.noise:
-            code[count == 0] = NEW_NOISE
-        return code
 
-    def p_right(self, model: int, kind: int, rows: Rows, inputs: Sequence[np.ndarray]
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probability that the node's answer is the right one (before a failed reply), and the
-        wrong answer it falls back to when there is one to stick to or follow (else None).
+def node_codes(th: Thresholds, model: int, kind: int, question: np.ndarray,
+               inputs: Sequence[np.ndarray], bits: np.ndarray, fresh: int) -> np.ndarray:
+    """Output answer codes (int16, the shape of ``bits``) of a node of ``model`` playing
+    ``kind`` on ``inputs``, from its draws ``bits``; a fresh wrong answer gets code ``fresh``.
 
-        ``inputs`` are the predecessors' answer codes in slot order (empty for a first
-        answer), each broadcastable to the sample shape ``[Q, S]``.
-        """
-        p = self.preset
-        gap = self.skill[model] - rows.difficulty
-        p_answer = _sigmoid(p.slope * gap)
-        if kind == ANSWER or not inputs:
-            return p_answer, None
-        if kind == REFINE:
-            # Several attempts: the refiner checks the one most of them agree on.
-            x = _plurality(inputs, lambda c: c != MISSING)
-            z = p.slope * (gap + self.refine[model])
-            p_right = np.where(x == MISSING, p_answer,
-                               np.where(x == CORRECT, _sigmoid(z + p.keep_offset),
-                                        _sigmoid(z - p.fix_offset)))
-            return p_right, np.where(x > CORRECT, x, MISSING).astype(np.int16)
-        n_answered = sum((c != MISSING).astype(np.int8) for c in inputs)
-        n_right = sum((c == CORRECT).astype(np.int8) for c in inputs)
-        share = n_right / np.maximum(n_answered, 1).astype(np.float32)
-        z = (p.slope * (gap + self.fuse[model])).astype(np.float32)
-        p_pick = _sigmoid(z + np.float32(p.fuse_share) * (share - np.float32(0.5))
-                          + np.float32(p.fuse_offset))
-        p_right = np.where(n_answered == 0, p_answer,
-                           np.where(n_right > 0, p_pick, _sigmoid(z - p.fix_offset)))
-        return p_right, _plurality(inputs, lambda c: c > CORRECT)
-
-    def p_correct(self, model: int, kind: int, rows: Rows,
-                  inputs: Sequence[np.ndarray]) -> np.ndarray:
-        """Probability that the node replies with the right answer (failures included)."""
-        return self.p_right(model, kind, rows, inputs)[0] * np.float32(1.0 - self.fail[model])
-
-    def step(self, model: int, kind: int, rows: Rows, inputs: Sequence[np.ndarray],
-             uniform: Uniforms) -> np.ndarray:
-        """Output answer codes (int16, the sample shape) of a node of ``model`` playing
-        ``kind`` on ``inputs``; NEW_NOISE asks the caller for a fresh wrong answer.
-
-        ``uniform()`` is called for: the outcome (no answer below ``fail``, else right with
-        probability ``p_right``); which wrong answer; and, for refiners and fusers, whether to
-        keep or follow their inputs' wrong answer.
-        """
-        p_right, fallback = self.p_right(model, kind, rows, inputs)
-        fail = np.float32(self.fail[model])
-        outcome = uniform()
-        out = self._wrong(rows, uniform())
-        if fallback is not None:
-            keep = self.preset.stick if kind == REFINE else self.preset.follow
-            out = np.where((fallback != MISSING) & (uniform() < keep), fallback, out)
-        # [0, fail): no answer; [fail, fail + (1 - fail) p_right): right; above: wrong
-        out = np.where(outcome < fail + (1 - fail) * p_right, np.int16(CORRECT), out)
-        if fail > 0:
-            out = np.where(outcome < fail, np.int16(MISSING), out)
-        return out.astype(np.int16, copy=False)
-
+    The outcome field decides no answer / right / wrong; the wrong field which wrong answer; the
+    keep field, for refiners and fusers, whether to keep or follow their inputs' wrong answer.
+    """
+    t_right, fallback, keep = right_threshold(th, model, kind, question, inputs)
+    wrong = np.zeros(bits.shape, np.int16)
+    w = wrong_field(bits)
+    cuts = th.cuts[question]
+    for j in range(th.cuts.shape[1]):
+        wrong += (w >= cuts[..., j]).astype(np.int16)
+    out = np.where(wrong == 0, np.int16(fresh), wrong).astype(np.int16)
+    if fallback is not None:
+        out = np.where((fallback != MISSING) & (keep_field(bits) < keep), fallback, out)
+    outcome = outcome_field(bits)
+    out = np.where(outcome < t_right, np.int16(CORRECT), out)
+    out = np.where(outcome < th.fail[model], np.int16(MISSING), out)
+    return out.astype(np.int16, copy=False)

@@ -2,8 +2,12 @@
 preset's task family, and how questions, refiners and fusers behave (the latent model of
 `pytts.sim.latent`).
 
-The numbers are calibrated so that the paper's three insights hold on the simulated tasks
+The named presets are calibrated so that the paper's three insights hold on the simulated tasks
 (tests/test_sim_insights.py checks them); they are not measurements of the real models.
+Generated presets (`generate_preset`, ``gen-<seed>``) draw every latent parameter from wide
+priors instead, for benchmarks that no one can win by calibration: depending on the draw the
+best graph is one big call, a wide vote of a small model, a deep refinement chain or a mixed
+graph with fusers, and the paper's insights need not hold.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Mapping
+
+import numpy as np
 
 from ..cost import Budget
 from ..demo_pool import DEMO_MODELS
@@ -124,6 +130,12 @@ class SimPreset:
                               "difficulty_std >= 0")
         if self.prompt_tokens < 40:
             raise ConfigError(f"{where}: prompt_tokens must be at least 40")
+
+    @classmethod
+    def generate(cls, seed: int, priors: "LandscapePriors | None" = None, *,
+                 n_dev: int = 200, n_test: int = 400) -> "SimPreset":
+        """The generated landscape of ``seed`` (see `generate_preset`)."""
+        return generate_preset(seed, priors, n_dev=n_dev, n_test=n_test)
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -251,11 +263,14 @@ def get_preset(preset: "str | SimPreset") -> SimPreset:
     """The preset called ``preset`` (or ``preset`` itself); ConfigError listing the names."""
     if isinstance(preset, SimPreset):
         return preset
+    seed = generated_seed(preset) if isinstance(preset, str) else None
+    if seed is not None:
+        return generate_preset(seed)
     try:
         return PRESETS[preset]
     except (KeyError, TypeError):
         raise ConfigError(f"unknown sim preset {preset!r}; choose one of "
-                          f"{', '.join(PRESETS)}") from None
+                          f"{', '.join(PRESETS)}, or gen-<seed> for a generated one") from None
 
 
 def preset_pool(preset: SimPreset) -> ModelPool:
@@ -266,3 +281,110 @@ def preset_pool(preset: SimPreset) -> ModelPool:
         raise ConfigError(f"sim preset {preset.name!r} names model(s) {missing} that are "
                           f"not demo models ({', '.join(by_name)})")
     return ModelPool([by_name[m.name] for m in preset.models])
+
+
+# --------------------------------------------------------------------------- generated
+GENERATED_PREFIX = "gen"
+_SEED_SALT = 0x5EED_1A4D
+
+
+@dataclass(frozen=True)
+class LandscapePriors:
+    """The ranges generated landscapes are drawn from (uniform unless said otherwise).
+
+    ``size_effect`` is the slope of skill in log(parameters): negative values make smaller
+    models better. ``family_spread`` and ``model_spread`` are standard deviations of a family's
+    and a model's own skill offset; ``role_spread`` that of each model's refine and fuse
+    shifts. ``low_calls`` is the low budget in calls of the cheapest model of the pool and
+    ``high_ratio`` the high budget over the low one.
+    """
+
+    n_models: tuple[int, int] = (3, 6)
+    size_effect: tuple[float, float] = (-0.3, 1.0)
+    family_spread: float = 0.5
+    model_spread: float = 0.35
+    role_spread: float = 0.7
+    fail: tuple[float, float] = (0.0, 0.08)
+    letter_share: float = 0.3
+    noise: tuple[float, float] = (0.0, 0.8)
+    slope: tuple[float, float] = (0.8, 2.5)
+    difficulty_mean: tuple[float, float] = (-0.8, 1.2)
+    difficulty_std: tuple[float, float] = (0.5, 1.6)
+    hard_fraction: tuple[float, float] = (0.0, 0.25)
+    concentration: tuple[float, float] = (0.2, 3.0)       # drawn log-uniformly
+    keep_offset: tuple[float, float] = (0.5, 3.0)
+    fix_offset: tuple[float, float] = (-0.5, 2.5)
+    stick: tuple[float, float] = (0.2, 0.9)
+    follow: tuple[float, float] = (0.2, 0.9)
+    fuse_share: tuple[float, float] = (0.0, 5.0)
+    fuse_offset: tuple[float, float] = (-1.0, 2.0)
+    prompt_tokens: tuple[float, float] = (80.0, 400.0)
+    depth: tuple[int, int] = (2, 4)
+    width: tuple[int, int] = (3, 8)
+    low_calls: tuple[float, float] = (4.0, 10.0)
+    high_ratio: tuple[float, float] = (2.5, 4.0)
+
+
+def generate_preset(seed: int, priors: LandscapePriors | None = None, *,
+                    n_dev: int = 200, n_test: int = 400) -> SimPreset:
+    """The landscape of ``seed``: the same preset in every process (named ``gen-<seed>``)."""
+    pr = priors or LandscapePriors()
+    rng = np.random.default_rng([_SEED_SALT, int(seed)])
+
+    def uniform(bounds: tuple[float, float]) -> float:
+        return float(rng.uniform(*bounds))
+
+    n_models = int(rng.integers(pr.n_models[0], pr.n_models[1] + 1))
+    chosen = sorted(int(i) for i in rng.choice(len(DEMO_MODELS), size=n_models, replace=False))
+    specs = [DEMO_MODELS[i] for i in chosen]
+    size_effect = uniform(pr.size_effect)
+    family = {f: float(rng.normal(0.0, pr.family_spread)) for f in sorted({s.family
+                                                                            for s in specs})}
+    models = tuple(
+        SimModel(s.name,
+                 skill=size_effect * float(np.log(s.params_b / 3.0)) + family[s.family]
+                 + float(rng.normal(0.0, pr.model_spread)),
+                 refine=float(rng.normal(0.0, pr.role_spread)),
+                 fuse=float(rng.normal(0.0, pr.role_spread)),
+                 fail=uniform(pr.fail))
+        for s in specs)
+    letter = rng.random() < pr.letter_share
+    cheapest = min(specs, key=lambda s: s.params_b).name
+    low = uniform(pr.low_calls)
+    preset = SimPreset(
+        name=f"{GENERATED_PREFIX}-{int(seed)}",
+        family="generated",
+        description=f"Generated landscape {int(seed)} (pytts.sim.landscape).",
+        models=models,
+        answer_kind="letter" if letter else "integer",
+        slope=uniform(pr.slope),
+        difficulty_mean=uniform(pr.difficulty_mean),
+        difficulty_std=uniform(pr.difficulty_std),
+        hard_fraction=uniform(pr.hard_fraction),
+        hard_shift=float(rng.uniform(1.0, 4.0)),
+        n_distractors=3 if letter else int(rng.integers(1, 6)),
+        concentration=float(np.exp(rng.uniform(*np.log(pr.concentration)))),
+        noise=0.0 if letter else uniform(pr.noise),
+        keep_offset=uniform(pr.keep_offset),
+        fix_offset=uniform(pr.fix_offset),
+        stick=uniform(pr.stick),
+        follow=uniform(pr.follow),
+        fuse_share=uniform(pr.fuse_share),
+        fuse_offset=uniform(pr.fuse_offset),
+        prompt_tokens=uniform(pr.prompt_tokens),
+        template=(int(rng.integers(pr.depth[0], pr.depth[1] + 1)),
+                  int(rng.integers(pr.width[0], pr.width[1] + 1))),
+        n_dev=n_dev,
+        n_test=n_test,
+    )
+    budgets = {"low": Budget(calls=round(low, 2), model=cheapest),
+               "high": Budget(calls=round(low * uniform(pr.high_ratio), 2), model=cheapest)}
+    return dataclasses.replace(preset, budgets=budgets)
+
+
+def generated_seed(name: str) -> int | None:
+    """The seed of a generated landscape's name (``"gen-12"`` -> 12), else None."""
+    prefix = GENERATED_PREFIX + "-"
+    if name.startswith(prefix) and name[len(prefix):].isdigit():
+        return int(name[len(prefix):])
+    return None

@@ -16,7 +16,7 @@ from ..tasks.base import Question, Task, chat_prompt, examples_for
 from .presets import CHARS_PER_TOKEN, SimPreset
 
 __all__ = ["SPLITS", "SimTask", "extract_final_answer", "make_question", "make_task",
-           "question_address", "stable_hash"]
+           "question_address", "question_keys", "stable_hash"]
 
 SPLITS = ("dev", "test")
 
@@ -39,6 +39,12 @@ def stable_hash(*parts: object) -> int:
     digest = hashlib.blake2b(json.dumps(parts, separators=(",", ":")).encode(),
                              digest_size=8).digest()
     return int.from_bytes(digest, "little")
+
+
+def question_keys(questions: Sequence[Question]) -> np.ndarray:
+    """``uint64[Q]``: each question's key for the simulator's draws (from its id, so a question
+    draws the same in any subset or order)."""
+    return np.array([stable_hash("question", q.qid) for q in questions], np.uint64)
 
 
 def question_address(text: str) -> tuple[int, str, str, int] | None:

@@ -3,13 +3,13 @@ offline task whose difficulty can be dialled to what a tiny model partly solves.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..kernels import extract_number
 from ..llm.base import Message
 from .base import Question, Task, chat_prompt, examples_for
 
@@ -20,9 +20,6 @@ _PEOPLE = (("Tom", "he"), ("Anna", "she"), ("Ravi", "he"), ("Mia", "she"), ("Leo
 _ITEMS = ("apples", "marbles", "stickers", "pencils", "cards", "coins", "shells", "books")
 _MULTIPLY_WORDS = {2: "doubles them", 3: "triples them", 4: "quadruples them"}
 
-_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*\**\s*\$?\s*(-?\d{1,3}(?:,\d{3})+|-?\d+(?:\.\d+)?)",
-                        re.IGNORECASE)
-_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?![\d])|(?<![\w.])-?\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -92,24 +89,6 @@ class ArithTask(Task):
             return int(answer) == int(question.answer)
         except ValueError:  # a non-integer such as "7.5" is simply wrong
             return False
-
-
-def extract_number(text: str) -> str | None:
-    """The number after the last "the answer is", else the last number in ``text``, written
-    canonically (no thousands separators; "7.0" -> "7"). None when there is no number."""
-    stated = list(_ANSWER_IS.finditer(text))
-    if stated:
-        raw = stated[-1].group(1)
-    else:
-        numbers = _NUMBER.findall(text)
-        if not numbers:
-            return None
-        raw = numbers[-1]
-    raw = raw.replace(",", "")
-    if "." in raw:
-        value = float(raw)
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(int(raw))
 
 
 def apply_steps(start: int, steps: Sequence[tuple[str, int]]) -> int:

@@ -1,0 +1,147 @@
+"""Reference optimum of a simulated landscape at a budget: a long search scored by expected
+accuracy (the ground truth), reported with its standard error.
+
+The search is exhaustive over a family of test-time-scaling strategies (a vote of one model or
+of two models, followed by up to ``D - 1`` steps each of which is a refinement of every branch
+or a layer of one to three fusers over all branches, any model per step), then a best-first
+local search from the ten best of them with every local and structural move
+(`pytts.search.moves`), until a round improves nothing. Candidates are scored with few
+Monte-Carlo samples; the best ones are then rescored with many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytts.cost import CostModel
+from pytts.graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
+from pytts.kernels import graph_cost
+from pytts.search.moves import FUSER_COUNTS, neighbours, structural_moves
+from pytts.sim import GroundTruth, SimPreset
+
+SCREEN_SAMPLES = 48
+FINAL_SAMPLES = 4000
+FINAL_TOP = 12
+LOCAL_ROUNDS = 6
+LOCAL_PARENTS = 10
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The best graph found, its expected accuracy on the test split and the standard error
+    (Monte-Carlo) of that figure; ``n_scored`` graphs were scored to find it; ``best_single``
+    is the best one-layer single-model graph (a "pilot") at the same budget."""
+
+    graph: CollaborationGraph
+    accuracy: float
+    stderr: float
+    n_scored: int
+    best_single: float
+
+
+def _layered(names: tuple[str, ...], template: tuple[int, int], first: list[int],
+             steps: list[tuple[str, int, int]]) -> CollaborationGraph:
+    d_max, w_max = template
+    model = np.full((d_max, w_max), -1, np.int16)
+    role = np.zeros((d_max, w_max), np.int8)
+    edges = np.zeros((d_max - 1, w_max, w_max), np.uint8)
+    model[0, : len(first)] = first
+    width = len(first)
+    for l, (kind, m, count) in enumerate(steps, start=1):
+        if kind == "refine":
+            model[l, :width] = m
+            edges[l - 1, np.arange(width), np.arange(width)] = 1
+        else:
+            model[l, :count] = m
+            role[l, :count] = FUSER if width > 1 else ASSISTANT
+            edges[l - 1, :width, :count] = 1
+            width = count
+    return CollaborationGraph(model, role, edges, names)
+
+
+def strategy_family(names: tuple[str, ...], template: tuple[int, int], cost: CostModel,
+                    budget: float) -> list[CollaborationGraph]:
+    """Every graph of the family in the module docstring that fits ``budget``."""
+    d_max, w_max = template
+    k = len(names)
+
+    def fits(g: CollaborationGraph) -> bool:
+        return bool(graph_cost(GraphBatch.from_graphs([g]), cost)[0][0] <= budget)
+
+    out: list[CollaborationGraph] = []
+
+    def grow(first: list[int], steps: list[tuple[str, int, int]], width: int) -> None:
+        g = _layered(names, template, first, steps)
+        if not fits(g):
+            return  # every step adds cost: nothing that extends it fits either
+        out.append(g)
+        if len(steps) + 1 >= d_max:
+            return
+        for m in range(k):
+            grow(first, steps + [("refine", m, width)], width)
+            for count in FUSER_COUNTS:
+                if width > 1 and count <= w_max:
+                    grow(first, steps + [("fuse", m, count)], count)
+
+    for a in range(k):
+        for w in range(1, w_max + 1):
+            grow([a] * w, [], w)
+        for b in range(a + 1, k):
+            for wa in range(1, w_max):
+                for wb in range(1, w_max - wa + 1):
+                    g = _layered(names, template, [a] * wa + [b] * wb, [])
+                    if fits(g):
+                        out.append(g)
+    return out
+
+
+def reference_optimum(preset: SimPreset, budget_name: str) -> Reference:
+    """The reference optimum of ``preset`` at its budget ``budget_name`` (module docstring)."""
+    truth = GroundTruth(preset)
+    from pytts.sim import SimulatedPool
+    sim = SimulatedPool(preset)
+    cost = sim.cost_model()
+    budget = preset.budgets[budget_name].resolve(cost)
+    names = tuple(sim.pool.names)
+    scores: dict[str, tuple[float, CollaborationGraph]] = {}
+
+    def score(graphs: list[CollaborationGraph]) -> None:
+        fresh: dict[str, CollaborationGraph] = {}
+        for g in graphs:
+            key = g.canonical_key()
+            if key not in scores:
+                fresh.setdefault(key, g)
+        if not fresh:
+            return
+        batch = GraphBatch.from_graphs(list(fresh.values()))
+        means, _ = truth.expected_accuracy_batch(batch, n_samples=SCREEN_SAMPLES)
+        for (key, g), m in zip(fresh.items(), means):
+            scores[key] = (float(m), g)
+
+    def fits_all(graphs: list[CollaborationGraph]) -> np.ndarray:
+        if not graphs:
+            return np.zeros(0, bool)
+        return graph_cost(GraphBatch.from_graphs(graphs), cost)[0] <= budget
+
+    family = strategy_family(names, preset.template, cost, budget)
+    score(family)
+    single = max(v for v, g in scores.values()
+                 if g.depth == 1 and len(set(g.model[0][g.model[0] >= 0].tolist())) == 1)
+    expanded: set[str] = set()
+    for _ in range(LOCAL_ROUNDS):
+        ranked = sorted(scores.items(), key=lambda kv: -kv[1][0])[:LOCAL_PARENTS]
+        parents = [(k, g) for k, (_, g) in ranked if k not in expanded]
+        if not parents:
+            break
+        for key, g in parents:
+            expanded.add(key)
+            local = neighbours(g)
+            moves = [h for h, ok in zip(local, fits_all(local)) if ok]
+            score(moves + structural_moves(g, fits_all))
+    top = sorted(scores.values(), key=lambda t: -t[0])[:FINAL_TOP]
+    batch = GraphBatch.from_graphs([g for _, g in top])
+    means, errs = truth.expected_accuracy_batch(batch, n_samples=FINAL_SAMPLES, seed=1)
+    i = int(np.argmax(means))
+    return Reference(top[i][1], float(means[i]), float(errs[i]), len(scores), single)

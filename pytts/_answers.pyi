@@ -1,0 +1,9 @@
+"""Type stub of the Cython module ``pytts._answers`` (source: _answers.pyx)."""
+
+from typing import Sequence
+
+import numpy as np
+
+def intern_answers(answers: Sequence[str | None]) -> np.ndarray: ...
+def extract_final_answer(text: str) -> str | None: ...
+def extract_number(text: str) -> str | None: ...

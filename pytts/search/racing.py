@@ -1,0 +1,304 @@
+"""Racing: statistically sound evaluation and selection for every searcher (docs/method.md,
+"Evaluation and selection").
+
+A candidate graph is first run on a small batch of the race questions and gets more only while a
+*paired* comparison with the incumbent (same questions, same sample indices, so the bank gives
+common random numbers) still leaves it a real chance of being better. The graph handed back to
+the user is protected from the winner's curse: the top few by their race estimate are run on
+confirmation questions that played no part in picking them, and the best on all their questions
+is returned, with its paired difference to the runner-up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..evaluate import EvalResult
+from ..graph import CollaborationGraph
+
+DEFAULT_STAGES = (25, 50, 100)
+"""Race questions after each stage: a candidate that survives every stage has the last number."""
+DEFAULT_Z = 1.0
+"""A candidate continues while ``mean + z * stderr`` of its paired difference is above zero:
+at z = 1 a candidate as good as the incumbent survives a stage about 84% of the time."""
+DEFAULT_CONFIRM = 50
+DEFAULT_TOP = 3
+
+
+class SubsetEvaluator(Protocol):
+    """An evaluator that can score a graph on chosen questions (indices into its question list).
+
+    `pytts.evaluate.Evaluator` is one. ``len(evaluator.questions)`` bounds the indices.
+    """
+
+    questions: Sequence[Any]
+
+    async def evaluate(self, graph: CollaborationGraph,
+                       questions: Sequence[int] | None = None) -> EvalResult:
+        ...
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean and standard error of ``a - b`` over paired 0/1 outcomes on the same questions."""
+
+    mean: float
+    stderr: float
+    n: int
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """``mean -/+ z * stderr`` (a normal-approximation interval)."""
+        return self.mean - z * self.stderr, self.mean + z * self.stderr
+
+
+def paired_difference(a: Sequence[bool] | np.ndarray,
+                      b: Sequence[bool] | np.ndarray) -> PairedDifference:
+    """The paired difference of two graphs' per-question correctness on the same questions.
+
+    The standard error is the sample standard deviation of the per-question differences over
+    sqrt(n) (0 for fewer than two questions): with common random numbers most questions agree,
+    so this is far smaller than the error of either accuracy alone.
+    """
+    x = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError("paired outcomes must be 1-D")
+    n = x.size
+    if n == 0:
+        return PairedDifference(0.0, math.inf, 0)
+    stderr = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    return PairedDifference(float(x.mean()), stderr, n)
+
+
+def outcomes(result: EvalResult) -> dict[int, bool]:
+    """Question index -> correct, for every question ``result`` covers."""
+    ids = result.question_ids if result.question_ids is not None else range(len(result.correct))
+    return dict(zip(ids, result.correct))
+
+
+def merge_results(parts: Sequence[EvalResult]) -> EvalResult:
+    """One result over the union of the parts' questions (each question counted once, from the
+    first part that has it); costs are question-weighted means, calls are summed."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    seen: dict[int, tuple[bool, str | None]] = {}
+    for part in parts:
+        ids = part.question_ids if part.question_ids is not None else range(len(part.correct))
+        for q, ok, answer in zip(ids, part.correct, part.answers):
+            seen.setdefault(int(q), (bool(ok), answer))
+    order = sorted(seen)
+    weights = np.array([p.n_questions for p in parts], dtype=np.float64)
+    total = weights.sum() or 1.0
+    return EvalResult.from_scores(
+        [seen[q][0] for q in order], answers=[seen[q][1] for q in order],
+        question_ids=order,
+        mean_flops=float(sum(w * p.mean_flops for w, p in zip(weights, parts)) / total),
+        mean_latency_s=float(sum(w * p.mean_latency_s for w, p in zip(weights, parts)) / total),
+        prompt_tokens=sum(p.prompt_tokens for p in parts),
+        completion_tokens=sum(p.completion_tokens for p in parts),
+        calls_made=sum(p.calls_made for p in parts),
+        calls_served=sum(p.calls_served for p in parts),
+        n_failed=sum(p.n_failed for p in parts), wall_s=sum(p.wall_s for p in parts),
+        errors=sorted({e for p in parts for e in p.errors})[:5])
+
+
+@dataclass(frozen=True)
+class RacingPolicy:
+    """How candidates are raced and how the returned graph is chosen.
+
+    ``stages`` are cumulative numbers of race questions (the first ``stages[-1]`` questions of
+    the evaluator); ``z`` is the continuation margin (see `DEFAULT_Z`). ``confirm`` questions
+    after the race questions are used only to choose among the ``top`` best raced graphs.
+    ``stages=(n,)`` turns racing off (every candidate runs on all n questions) and keeps the
+    confirmed selection.
+    """
+
+    stages: tuple[int, ...] = DEFAULT_STAGES
+    z: float = DEFAULT_Z
+    confirm: int = DEFAULT_CONFIRM
+    top: int = DEFAULT_TOP
+
+    def __post_init__(self) -> None:
+        stages = tuple(int(s) for s in self.stages)
+        if not stages or stages[0] < 2 or any(b <= a for a, b in zip(stages, stages[1:])):
+            raise ConfigError(f"racing stages must be increasing numbers of questions >= 2, "
+                              f"got {self.stages}")
+        if not (math.isfinite(self.z) and self.z >= 0):
+            raise ConfigError(f"racing z must be a finite number >= 0, got {self.z}")
+        if self.confirm < 0 or self.top < 1:
+            raise ConfigError("racing needs confirm >= 0 and top >= 1")
+        object.__setattr__(self, "stages", stages)
+
+    @property
+    def n_race(self) -> int:
+        return self.stages[-1]
+
+    def fitted(self, n_questions: int) -> "RacingPolicy":
+        """This policy cut to an evaluator of ``n_questions`` questions: race questions first,
+        confirmation questions from what is left (none if nothing is)."""
+        if n_questions < 2:
+            raise ConfigError("racing needs at least 2 questions")
+        stages = tuple(s for s in self.stages if s < n_questions)
+        n_race = min(self.n_race, n_questions)
+        if not stages or stages[-1] != n_race:
+            stages = stages + (n_race,)
+        return RacingPolicy(stages, self.z, min(self.confirm, n_questions - n_race), self.top)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stages": list(self.stages), "z": self.z, "confirm": self.confirm,
+                "top": self.top}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RacingPolicy":
+        return cls(tuple(data["stages"]), float(data["z"]), int(data["confirm"]),
+                   int(data["top"]))
+
+
+@dataclass
+class Entrant:
+    """A raced graph: its key, graph and everything known of it (merged over evaluations)."""
+
+    key: str
+    graph: CollaborationGraph
+    result: EvalResult
+
+    @property
+    def finished(self) -> bool:
+        return self.result.n_questions > 0 and self.result.question_ids is not None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The returned graph and how sure the choice is.
+
+    ``result`` covers the race and confirmation questions the graph was run on; ``runner_up``
+    is the next best of the confirmed top graphs (None if there was one), and ``difference``
+    the paired difference (returned - runner-up) on the questions both were run on.
+    """
+
+    key: str
+    graph: CollaborationGraph
+    result: EvalResult
+    runner_up: str | None
+    difference: PairedDifference | None
+
+
+class Race:
+    """The incumbent and the rules of one run's race (state rebuilt from the told history).
+
+    ``observe`` is called at every tell, in tell order, so the incumbent is a function of the
+    history: a resumed run races exactly as the uninterrupted one did.
+    """
+
+    def __init__(self, policy: RacingPolicy, n_questions: int) -> None:
+        self.policy = policy.fitted(n_questions)
+        self.entrants: dict[str, Entrant] = {}
+        self.incumbent: str | None = None
+        self.calls = 0
+        """LLM calls made by `select` (confirmation runs; race runs are counted by the loop)."""
+
+    # ---------------------------------------------------------------- racing
+    def full(self, result: EvalResult) -> bool:
+        """Whether ``result`` covers every race question."""
+        have = outcomes(result)
+        return all(q in have for q in range(self.policy.n_race))
+
+    async def evaluate(self, evaluator: SubsetEvaluator, graph: CollaborationGraph,
+                       against: EvalResult | None) -> EvalResult:
+        """Run ``graph`` stage by stage against the incumbent's result ``against`` (None: no
+        incumbent yet, so the candidate runs on every race question)."""
+        parts: list[EvalResult] = []
+        done = 0
+        for stage in self.policy.stages:
+            parts.append(await evaluator.evaluate(graph, list(range(done, stage))))
+            done = stage
+            if against is None or stage == self.policy.n_race:
+                continue
+            so_far = merge_results(parts)
+            if not self.survives(so_far, against):
+                break
+        return merge_results(parts)
+
+    def survives(self, candidate: EvalResult, incumbent: EvalResult) -> bool:
+        """True while the candidate may still be better than the incumbent (paired test)."""
+        diff = self.compare(candidate, incumbent)
+        if diff is None or diff.n < 2:
+            return True
+        if diff.stderr == 0:
+            return diff.mean >= 0
+        return diff.mean + self.policy.z * diff.stderr >= 0
+
+    @staticmethod
+    def compare(a: EvalResult, b: EvalResult) -> PairedDifference | None:
+        """Paired difference ``a - b`` on the questions both cover (None if none)."""
+        oa, ob = outcomes(a), outcomes(b)
+        common = sorted(set(oa) & set(ob))
+        if not common:
+            return None
+        return paired_difference([oa[q] for q in common], [ob[q] for q in common])
+
+    def observe(self, key: str, graph: CollaborationGraph, result: EvalResult) -> None:
+        """Record a told result; a fully raced graph that beats the incumbent on the race
+        questions (paired mean > 0) becomes the incumbent."""
+        known = self.entrants.get(key)
+        merged = result if known is None else merge_results([known.result, result])
+        self.entrants[key] = Entrant(key, graph, merged)
+        if not self.full(merged):
+            return
+        if self.incumbent is None or self.incumbent == key:
+            self.incumbent = key
+            return
+        diff = self.compare(merged, self.entrants[self.incumbent].result)
+        if diff is not None and diff.mean > 0:
+            self.incumbent = key
+
+    @property
+    def incumbent_result(self) -> EvalResult | None:
+        return None if self.incumbent is None else self.entrants[self.incumbent].result
+
+    def race_mean(self, entrant: Entrant) -> float:
+        """Accuracy of ``entrant`` on the race questions it ran on."""
+        have = outcomes(entrant.result)
+        ids = [q for q in have if q < self.policy.n_race]
+        return float(np.mean([have[q] for q in ids])) if ids else 0.0
+
+    # ---------------------------------------------------------------- selection
+    def finalists(self) -> list[Entrant]:
+        """The ``top`` fully raced graphs by race accuracy (the incumbent always among them)."""
+        full = [e for e in self.entrants.values() if self.full(e.result)]
+        full.sort(key=lambda e: -self.race_mean(e))
+        top = full[: self.policy.top]
+        if self.incumbent is not None and all(e.key != self.incumbent for e in top):
+            top = top[:-1] + [self.entrants[self.incumbent]]
+        return top
+
+    async def select(self, evaluator: SubsetEvaluator) -> Selection | None:
+        """The returned graph: each finalist is run on the confirmation questions (the bank
+        serves repeats), and the best on all its questions wins."""
+        finalists = self.finalists()
+        if not finalists:
+            return None
+        confirm = list(range(self.policy.n_race, self.policy.n_race + self.policy.confirm))
+        scored: list[tuple[float, Entrant, EvalResult]] = []
+        for e in finalists:
+            result = e.result
+            if confirm:
+                missing = [q for q in confirm if q not in outcomes(result)]
+                if missing:
+                    extra = await evaluator.evaluate(e.graph, missing)
+                    self.calls += extra.calls_made
+                    result = merge_results([result, extra])
+                    self.entrants[e.key] = Entrant(e.key, e.graph, result)
+            scored.append((result.accuracy, e, result))
+        # stable: on equal accuracy the earlier finalist (higher race estimate) wins
+        scored.sort(key=lambda t: -t[0])
+        _, best, best_result = scored[0]
+        if len(scored) == 1:
+            return Selection(best.key, best.graph, best_result, None, None)
+        _, second, second_result = scored[1]
+        return Selection(best.key, best.graph, best_result, second.key,
+                         self.compare(best_result, second_result))

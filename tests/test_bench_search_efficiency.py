@@ -1,0 +1,41 @@
+"""The search-efficiency benchmark's machinery: a run reports the returned graph's expected
+accuracy at each checkpoint, and the summary computes regrets and paired win-rates correctly."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.search_efficiency import RunSpec, run_one, summarise
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_run_reports_the_returned_graph_at_every_checkpoint():
+    out = run_one(RunSpec(landscape=1, budget="low", searcher="agent-reinforce", seed=0,
+                          n_evals=16))
+    assert sorted(out["returned"]) == [8, 16]
+    (acc8, calls8), (acc16, calls16) = out["returned"][8], out["returned"][16]
+    assert 0 < acc8 <= 1 and 0 < acc16 <= 1
+    assert 0 < calls8 < calls16
+    assert out["best_pilot"] is not None
+
+
+def _run(searcher: str, accs: dict[int, float], pilot: float, seed: int = 0) -> dict:
+    return {"spec": {"landscape": 7, "budget": "low", "searcher": searcher, "seed": seed},
+            "returned": {k: (a, 100 * k) for k, a in accs.items()}, "best_pilot": pilot}
+
+
+def test_summary_regret_win_rate_and_pilot_gain_on_known_runs():
+    refs = {(7, "low"): {"accuracy": 0.80}}
+    runs = [_run("agent-reinforce", {8: 0.70, 16: 0.79, 32: 0.80, 64: 0.80}, 0.70, 0),
+            _run("random", {8: 0.70, 16: 0.72, 32: 0.75, 64: 0.78}, 0.70, 0),
+            _run("agent-reinforce", {8: 0.60, 16: 0.70, 32: 0.785, 64: 0.79}, 0.70, 1),
+            _run("random", {8: 0.65, 16: 0.70, 32: 0.70, 64: 0.80}, 0.70, 1)]
+    text, figures = summarise(runs, refs, ["agent-reinforce", "random"])
+    ar = figures["agent-reinforce"]
+    assert ar["regret"][32] == pytest.approx(0.0075)      # median of 0.0 and 0.015
+    assert ar["gain_far"] == pytest.approx(0.0925)        # pilot 10 points below the optimum
+    assert ar["calls_to_2pts"] == pytest.approx(2400)     # within 2 points at 16 and at 32
+    # @8 a tie and a loss, @16 a win and a tie, @32 two wins, @64 a win and a loss
+    assert figures["win_rate"]["random"] == pytest.approx([0.25, 0.75, 1.0, 0.5])
+    assert "agent-reinforce" in text and "random" in text

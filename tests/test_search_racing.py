@@ -1,0 +1,163 @@
+"""Racing and selection (pytts.search.racing, run_search(racing=...)): the paired statistics on
+known answers, early stopping of hopeless candidates, the confirmed selection, and a resumed
+raced search that continues exactly like an uninterrupted one."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+import pytest
+
+from pytts.errors import ConfigError
+from pytts.evaluate import EvalResult
+from pytts.search import AgentReinforce, RandomSearch, run_search
+from pytts.search.racing import (Race, RacingPolicy, merge_results, outcomes,
+                                 paired_difference)
+from pytts.sim import SimPreset, SimulatedPool
+from pytts.sim.evaluator import LatentEvaluator
+
+
+def _result(correct: list[bool], ids: list[int] | None = None) -> EvalResult:
+    return EvalResult.from_scores(correct, mean_flops=1.0, mean_latency_s=1.0,
+                                  question_ids=ids, calls_made=len(correct))
+
+
+def test_paired_difference_known_answers():
+    # d = [1, 0, 0, -1, 1]: mean 0.2, sample sd sqrt(0.7), stderr sqrt(0.7 / 5)
+    a = [1, 1, 0, 0, 1]
+    b = [0, 1, 0, 1, 0]
+    diff = paired_difference(a, b)
+    assert diff.n == 5
+    assert diff.mean == pytest.approx(0.2)
+    assert diff.stderr == pytest.approx(math.sqrt(0.7 / 5))
+    low, high = diff.interval(1.0)
+    assert (low, high) == pytest.approx((0.2 - math.sqrt(0.14), 0.2 + math.sqrt(0.14)))
+    same = paired_difference([1, 0, 1], [1, 0, 1])
+    assert same.mean == 0 and same.stderr == 0
+    assert paired_difference([], []).stderr == math.inf
+    assert paired_difference([1], [0]).stderr == math.inf
+
+
+def test_merge_results_unions_questions_and_sums_calls():
+    merged = merge_results([_result([True, False], [0, 1]), _result([True, True], [2, 1])])
+    assert merged.question_ids == [0, 1, 2]
+    assert merged.correct == [True, False, True]   # question 1 from the first part
+    assert merged.calls_made == 4
+    assert outcomes(merged) == {0: True, 1: False, 2: True}
+
+
+def test_policy_is_validated_and_fitted_to_the_evaluator():
+    with pytest.raises(ConfigError):
+        RacingPolicy(stages=(50, 25))
+    with pytest.raises(ConfigError):
+        RacingPolicy(z=float("nan"))
+    fitted = RacingPolicy((25, 50, 100), confirm=50).fitted(80)
+    assert fitted.stages == (25, 50, 80) and fitted.confirm == 0
+    assert RacingPolicy((25, 50, 100), confirm=50).fitted(120).confirm == 20
+
+
+class _Scripted:
+    """A subset evaluator whose graphs have fixed per-question outcomes (graph -> list)."""
+
+    def __init__(self, table: dict[str, list[bool]]) -> None:
+        self.table = table
+        self.questions = list(range(len(next(iter(table.values())))))
+        self.asked: list[tuple[str, list[int]]] = []
+
+    async def evaluate(self, graph, questions=None):
+        ids = list(range(len(self.questions))) if questions is None else list(questions)
+        self.asked.append((graph, ids))
+        return _result([self.table[graph][q] for q in ids], ids)
+
+
+def test_a_hopeless_candidate_stops_after_the_first_stage():
+    good = [True] * 90 + [False] * 10
+    bad = [False] * 100
+    ev = _Scripted({"inc": good, "bad": bad, "twin": good})
+    race = Race(RacingPolicy((10, 40, 100), z=1.0, confirm=0), 100)
+    inc = asyncio.run(race.evaluate(ev, "inc", None))
+    assert inc.n_questions == 100
+    race.observe("inc", "inc", inc)
+    lost = asyncio.run(race.evaluate(ev, "bad", inc))
+    assert lost.n_questions == 10           # paired diff -0.9, stderr ~0.1: out after stage 1
+    tie = asyncio.run(race.evaluate(ev, "twin", inc))
+    assert tie.n_questions == 100           # as good as the incumbent: raced to the end
+    race.observe("twin", "twin", tie)
+    assert race.incumbent == "inc"          # a tie does not dethrone
+
+
+def test_selection_uses_confirmation_questions_against_the_winners_curse():
+    # "lucky" beats "solid" on the race questions but not on the confirmation questions
+    lucky = [True] * 60 + [False] * 40 + [False] * 50
+    solid = [True] * 58 + [False] * 42 + [True] * 40 + [False] * 10
+    ev = _Scripted({"lucky": lucky, "solid": solid})
+    race = Race(RacingPolicy((100,), confirm=50, top=2), 150)
+    for name in ("solid", "lucky"):
+        race.observe(name, name, asyncio.run(race.evaluate(ev, name, None)))
+    assert race.incumbent == "lucky"
+    chosen = asyncio.run(race.select(ev))
+    assert chosen.key == "solid" and chosen.runner_up == "lucky"
+    assert chosen.result.n_questions == 150
+    assert chosen.difference.mean == pytest.approx((98 - 60) / 150)
+    assert race.calls == 100                # 50 confirmation questions for each finalist
+
+
+def _sim_setup(seed: int = 0):
+    preset = SimPreset.generate(1)
+    sim = SimulatedPool(preset)
+    evaluator = LatentEvaluator(sim, sim.task(90).questions, seed=seed)
+    return preset, sim, evaluator
+
+
+def _searcher(preset, sim, seed=3):
+    return AgentReinforce(sim.pool, preset.template, sim.cost_model(), preset.budgets["high"],
+                          seed=seed)
+
+
+def test_racing_spends_fewer_calls_per_evaluation_than_full_runs():
+    preset, sim, evaluator = _sim_setup()
+    raced = asyncio.run(run_search(RandomSearch(sim.pool, preset.template, sim.cost_model(),
+                                                preset.budgets["high"], seed=1),
+                                   evaluator, 16, batch_size=4,
+                                   racing=RacingPolicy((15, 30, 60), confirm=30)))
+    full = asyncio.run(run_search(RandomSearch(sim.pool, preset.template, sim.cost_model(),
+                                               preset.budgets["high"], seed=1),
+                                  evaluator, 16, batch_size=4,
+                                  racing=RacingPolicy((60,), confirm=30)))
+    assert raced.n_evals == full.n_evals == 16
+    assert raced.calls_made < full.calls_made
+    assert any(r.result.n_questions < 60 for r in raced.history)
+    assert raced.selection is not None and raced.best_graph is raced.selection.graph
+
+
+def test_a_resumed_raced_search_continues_identically(tmp_path):
+    preset, sim, evaluator = _sim_setup()
+    policy = RacingPolicy((15, 30, 60), confirm=30)
+    straight = asyncio.run(run_search(_searcher(preset, sim), evaluator, 20, batch_size=4,
+                                      racing=policy))
+    ckpt = tmp_path / "run"
+    asyncio.run(run_search(_searcher(preset, sim), evaluator, 12, batch_size=4, racing=policy,
+                           checkpoint=ckpt))
+    resumed = asyncio.run(run_search(_searcher(preset, sim), evaluator, 20, batch_size=4,
+                                     racing=policy, checkpoint=ckpt))
+    assert [r.key for r in resumed.history] == [r.key for r in straight.history]
+    assert [r.result.question_ids for r in resumed.history] == \
+        [r.result.question_ids for r in straight.history]
+    assert resumed.selection.key == straight.selection.key
+
+
+def test_selections_at_checkpoints_and_a_calls_budget():
+    preset, sim, evaluator = _sim_setup()
+    report = asyncio.run(run_search(_searcher(preset, sim), evaluator, 16, batch_size=4,
+                                    racing=RacingPolicy((15, 30, 60), confirm=30),
+                                    select_at=(8, 16)))
+    assert sorted(report.selections) == [8, 16]
+    calls8, calls16 = report.selections[8][1], report.selections[16][1]
+    assert 0 < calls8 < calls16
+    capped = asyncio.run(run_search(_searcher(preset, sim), evaluator, 64, batch_size=4,
+                                    racing=RacingPolicy((15, 30, 60), confirm=30),
+                                    max_calls=calls8))
+    assert capped.stopped == "calls" and capped.n_evals < 64
+    assert np.isfinite(capped.best_value)
