@@ -51,6 +51,17 @@ void expect(const py::array& a, const char* name, std::vector<py::ssize_t> shape
         reject(std::string(name) + " must have shape " + symbols + ", got " + dims(a));
 }
 
+// Every value of a threshold array lies in [0, 2**bits] (the kernel runs them in 32-bit lanes).
+void check_range(const py::array_t<std::int64_t>& a, const char* name, int bits) {
+    const std::int64_t* v = a.data();
+    const std::int64_t top = std::int64_t{1} << bits;
+    for (py::ssize_t k = 0; k < a.size(); ++k)
+        if (v[k] < 0 || v[k] > top)
+            reject(std::string(name) + " (flat index " + std::to_string(k) + ") = " +
+                   std::to_string(v[k]) + " is outside [0, 2**" + std::to_string(bits) +
+                   "]: thresholds come from pytts.sim.latent.Thresholds");
+}
+
 std::uint64_t seed_of(py::handle obj) {
     try {
         return py::cast<std::uint64_t>(py::int_(py::reinterpret_borrow<py::object>(obj)));
@@ -153,6 +164,11 @@ SimArgs sim_args(py::handle model, py::handle role, py::handle edges, py::handle
     expect(a.cuts, "cuts", {Q, a.cuts.shape(1)}, "(Q, n_distractors)");
     a.keep = arg<std::int64_t>(keep, "keep", 1);
     expect(a.keep, "keep", {2}, "(2,)");
+    check_range(a.fail, "fail", 24);
+    check_range(a.right, "right", 24);
+    check_range(a.pick, "pick", 24);
+    check_range(a.cuts, "cuts", 16);
+    check_range(a.keep, "keep", 16);
     a.samples = arg<std::uint64_t>(samples, "samples", 1);
     if (a.samples.shape(0) < 1) reject("samples must not be empty");
     a.batch = {a.g.model.data(), a.g.role.data(), a.g.edges.data(), a.keys.data(),

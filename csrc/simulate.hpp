@@ -169,97 +169,271 @@ inline bool make_plan(const Batch& g, const Thresholds& t, std::int64_t b, Plan&
     return true;
 }
 
-// The most common code among the counted ones (ties: the earliest), else kMissing.
-template <class Counted>
-inline int plurality(const int* codes, int n, Counted counted) {
-    int best = kMissing, best_count = 0;
-    for (int i = 0; i < n; ++i) {
-        if (!counted(codes[i])) continue;
-        int count = 0;
-        for (int j = 0; j < n; ++j) count += codes[j] == codes[i];
-        if (count > best_count) {
-            best = codes[i];
-            best_count = count;
+// The engine works on blocks of samples, one elementwise pass at a time over plain arrays, so
+// that the compiler vectorizes every pass; it is compiled for AVX-512, AVX2 and baseline x86-64
+// and the loader picks the best the CPU runs (all integer arithmetic: every clone gives the same
+// bits). Scores are summed as integers in units of 2**-24, so their order does not matter.
+constexpr int kBlock = 512;
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PYTTS_SIM_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define PYTTS_SIM_CLONES
+#endif
+
+#define PYTTS_RESTRICT __restrict__
+// The passes are inlined into the cloned entry points, so that each clone vectorizes them all.
+#define PYTTS_SIM_PASS inline __attribute__((always_inline))
+
+// A run's draws and thresholds fit 32-bit lanes (twice as many per vector as 64-bit ones):
+// thresholds are at most 2**24 (the binding checks), the outcome field is 24 bits, and the
+// wrong and keep fields are the low 32 bits.
+struct Scratch {
+    std::vector<std::int32_t> codes;  // [node][kBlock]
+    std::int32_t outcome[kBlock];
+    std::uint32_t low[kBlock];
+    std::int32_t threshold[kBlock];
+    std::int32_t fallback[kBlock], x[kBlock], count[kBlock], best_count[kBlock];
+    std::int32_t answered[kBlock], n_right[kBlock];
+    std::vector<std::int32_t> pick;  // one row of Thresholds::pick
+};
+
+// best[i] = the most common of in[0..k)[i] among counted codes (ties: the earliest), else
+// kMissing; counted(c) is c != kMissing (wrong_only = false) or c > kCorrect (true).
+PYTTS_SIM_PASS void plurality(const std::int32_t* const* in, int k, bool wrong_only, int m,
+                      std::int32_t* PYTTS_RESTRICT best, Scratch& w) {
+    std::int32_t* PYTTS_RESTRICT count = w.count;
+    std::int32_t* PYTTS_RESTRICT best_count = w.best_count;
+    const std::int32_t floor = wrong_only ? kCorrect : kMissing;
+    for (int i = 0; i < m; ++i) {
+        best[i] = kMissing;
+        best_count[i] = 0;
+    }
+    // Counting only the occurrences at or after a gives each code's full count at its first
+    // occurrence and less at later ones, which then never win: the same winner, half the work.
+    for (int a = 0; a < k; ++a) {
+        const std::int32_t* PYTTS_RESTRICT ca = in[a];
+        for (int i = 0; i < m; ++i) count[i] = 0;
+        for (int b = a; b < k; ++b) {
+            const std::int32_t* PYTTS_RESTRICT cb = in[b];
+            for (int i = 0; i < m; ++i) count[i] += cb[i] == ca[i];
+        }
+        for (int i = 0; i < m; ++i) {
+            const bool better = (ca[i] > floor) & (count[i] > best_count[i]);
+            best[i] = better ? ca[i] : best[i];
+            best_count[i] = better ? count[i] : best_count[i];
         }
     }
-    return best;
 }
 
-// The right-answer threshold of a node of model k on question q shown `inputs`, and the wrong
-// answer it may keep or follow (kMissing: none) with that choice's threshold.
-inline std::int64_t right_threshold(const Thresholds& t, const Node& node, int q,
-                                    const int* inputs, int& fallback, std::int64_t& keep) {
+// threshold[i]: the node's right-answer threshold for each sample given its inputs' codes;
+// fallback[i]: the wrong answer it keeps or follows with probability keep (kMissing: none).
+PYTTS_SIM_PASS std::int32_t thresholds(const Thresholds& t, const Node& node, int q,
+                               const std::int32_t* const* in, int m, Scratch& w) {
     const std::int64_t* right = t.right + (static_cast<std::int64_t>(node.model) * t.Q + q) * 4;
-    fallback = kMissing;
-    keep = 0;
-    if (node.kind == kAnswer) return right[kFirst];
+    std::int32_t* PYTTS_RESTRICT th = w.threshold;
+    std::int32_t* PYTTS_RESTRICT fb = w.fallback;
+    if (node.kind == kAnswer) {
+        const std::int32_t r0 = static_cast<std::int32_t>(right[kFirst]);
+        for (int i = 0; i < m; ++i) {
+            th[i] = r0;
+            fb[i] = kMissing;
+        }
+        return 0;
+    }
     if (node.kind == kRefine) {
-        const int x = plurality(inputs, node.n_inputs, [](int c) { return c != kMissing; });
-        fallback = x > kCorrect ? x : kMissing;
-        keep = t.stick;
-        return x == kMissing ? right[kFirst] : x == kCorrect ? right[kKeep] : right[kRefix];
+        // Several attempts: the refiner checks the one most of them agree on.
+        const std::int32_t* PYTTS_RESTRICT x = in[0];
+        if (node.n_inputs > 1) {
+            plurality(in, node.n_inputs, false, m, w.x, w);
+            x = w.x;
+        }
+        const std::int32_t r0 = static_cast<std::int32_t>(right[kFirst]);
+        const std::int32_t r1 = static_cast<std::int32_t>(right[kKeep]);
+        const std::int32_t r2 = static_cast<std::int32_t>(right[kRefix]);
+        for (int i = 0; i < m; ++i) {
+            th[i] = x[i] == kMissing ? r0 : x[i] == kCorrect ? r1 : r2;
+            fb[i] = x[i] > kCorrect ? x[i] : kMissing;
+        }
+        return static_cast<std::int32_t>(t.stick);
     }
-    int answered = 0, n_right = 0;
+    std::int32_t* PYTTS_RESTRICT answered = w.answered;
+    std::int32_t* PYTTS_RESTRICT n_right = w.n_right;
+    for (int i = 0; i < m; ++i) answered[i] = n_right[i] = 0;
     for (int j = 0; j < node.n_inputs; ++j) {
-        answered += inputs[j] != kMissing;
-        n_right += inputs[j] == kCorrect;
+        const std::int32_t* PYTTS_RESTRICT c = in[j];
+        for (int i = 0; i < m; ++i) {
+            answered[i] += c[i] != kMissing;
+            n_right[i] += c[i] == kCorrect;
+        }
     }
-    fallback = plurality(inputs, node.n_inputs, [](int c) { return c > kCorrect; });
-    keep = t.follow;
-    if (answered == 0) return right[kFirst];
-    if (n_right == 0) return right[kFusefix];
-    const std::int64_t col = static_cast<std::int64_t>(answered) * (answered - 1) / 2 + n_right - 1;
-    return t.pick[(static_cast<std::int64_t>(node.model) * t.Q + q) * t.P + col];
+    const std::int64_t* row = t.pick + (static_cast<std::int64_t>(node.model) * t.Q + q) * t.P;
+    std::int32_t* PYTTS_RESTRICT pick = w.pick.data();
+    for (int c = 0; c < t.P; ++c) pick[c] = static_cast<std::int32_t>(row[c]);
+    const std::int32_t r0 = static_cast<std::int32_t>(right[kFirst]);
+    const std::int32_t r3 = static_cast<std::int32_t>(right[kFusefix]);
+    for (int i = 0; i < m; ++i) th[i] = answered[i] == 0 ? r0 : r3;
+    const int n = node.n_inputs;
+    if (n <= 8) {
+        // Few (answered, right) pairs: one select pass per pair vectorizes, a gather does not.
+        for (int a = 1; a <= n; ++a)
+            for (int r = 1; r <= a; ++r) {
+                const std::int32_t value = pick[a * (a - 1) / 2 + r - 1];
+                for (int i = 0; i < m; ++i)
+                    th[i] = ((answered[i] == a) & (n_right[i] == r)) ? value : th[i];
+            }
+    } else {
+        for (int i = 0; i < m; ++i) {
+            const std::int32_t a = answered[i], r = n_right[i];
+            if (r > 0) th[i] = pick[a * (a - 1) / 2 + r - 1];
+        }
+    }
+    plurality(in, node.n_inputs, true, m, fb, w);
+    return static_cast<std::int32_t>(t.follow);
 }
 
-// The code node draws from `bits` given its inputs' codes.
-inline int node_code(const Thresholds& t, const Node& node, int q, const int* inputs,
-                     std::uint64_t bits) {
-    int fallback;
-    std::int64_t keep;
-    const std::int64_t t_right = right_threshold(t, node, q, inputs, fallback, keep);
-    const std::int64_t outcome = static_cast<std::int64_t>(bits >> kOutcomeShift);
-    if (outcome < t.fail[node.model]) return kMissing;
-    if (outcome < t_right) return kCorrect;
-    if (fallback != kMissing &&
-        static_cast<std::int64_t>(bits & ((1u << kKeepBits) - 1)) < keep)
-        return fallback;
-    const std::int64_t w = static_cast<std::int64_t>((bits >> kKeepBits) & kWrongMask);
-    const std::int64_t* cuts = t.cuts + static_cast<std::int64_t>(q) * t.C;
-    int wrong = 0;
-    for (int j = 0; j < t.C; ++j) wrong += w >= cuts[j];
-    return wrong == 0 ? node.fresh : wrong;
+// out[i]: the code each sample draws from bits[i] (threshold and fallback from `thresholds`).
+// C > 0 is the number of distractors (an unrolled loop), C = 0 reads it from t.
+template <int C>
+PYTTS_SIM_PASS void draw(const Thresholds& t, const Node& node, int q, std::int32_t keep, int m,
+                 Scratch& w, std::int32_t* PYTTS_RESTRICT out) {
+    const std::int64_t* row = t.cuts + static_cast<std::int64_t>(q) * t.C;
+    const int n_cuts = C > 0 ? C : t.C;
+    std::int32_t cut[C > 0 ? C : 1];
+    for (int j = 0; j < (C > 0 ? C : 0); ++j) cut[j] = static_cast<std::int32_t>(row[j]);
+    const std::int32_t fail = static_cast<std::int32_t>(t.fail[node.model]);
+    const std::int32_t fresh = node.fresh;
+    const std::int32_t* PYTTS_RESTRICT outcomes = w.outcome;
+    const std::uint32_t* PYTTS_RESTRICT low = w.low;
+    const std::int32_t* PYTTS_RESTRICT th = w.threshold;
+    const std::int32_t* PYTTS_RESTRICT fb = w.fallback;
+    for (int i = 0; i < m; ++i) {
+        const std::int32_t outcome = outcomes[i];
+        const std::int32_t wf = static_cast<std::int32_t>(low[i] >> kKeepBits);
+        const std::int32_t kf = static_cast<std::int32_t>(low[i] & ((1u << kKeepBits) - 1));
+        std::int32_t wrong = 0;
+        for (int j = 0; j < n_cuts; ++j)
+            wrong += wf >= (C > 0 ? cut[j] : static_cast<std::int32_t>(row[j]));
+        std::int32_t code = wrong == 0 ? fresh : wrong;
+        code = ((fb[i] != kMissing) & (kf < keep)) ? fb[i] : code;
+        code = outcome < th[i] ? kCorrect : code;
+        out[i] = outcome < fail ? kMissing : code;
+    }
 }
 
-// Draws the codes of plan.nodes[0 .. stop) for question q and every sample into
-// codes[node * S + s].
-inline void draw_codes(const Thresholds& t, const Plan& plan, std::size_t stop, int q,
-                       const std::uint64_t* node_keys, std::uint64_t question_base,
-                       const std::vector<std::uint64_t>& sample_mix, std::int64_t S,
-                       std::vector<int>& codes) {
-    int inputs[kMaxWidth];
+PYTTS_SIM_PASS void draw_codes(const Thresholds& t, const Node& node, int q, std::int32_t keep, int m,
+                       Scratch& w, std::int32_t* out) {
+    switch (t.C) {  // the distractor count fixes the inner loop, so it unrolls
+        case 1: draw<1>(t, node, q, keep, m, w, out); break;
+        case 2: draw<2>(t, node, q, keep, m, w, out); break;
+        case 3: draw<3>(t, node, q, keep, m, w, out); break;
+        case 4: draw<4>(t, node, q, keep, m, w, out); break;
+        default: draw<0>(t, node, q, keep, m, w, out); break;
+    }
+}
+
+// The codes of plan.nodes[0 .. stop) for question q and samples s0 .. s0 + m.
+PYTTS_SIM_PASS void run_block(const Thresholds& t, const Plan& plan, std::size_t stop, int q,
+                      const std::uint64_t* node_base, const std::uint64_t* sample_mix, int m,
+                      Scratch& w) {
+    const std::int32_t* in[kMaxWidth];
     for (std::size_t n = 0; n < stop; ++n) {
         const Node& node = plan.nodes[n];
-        const std::uint64_t base = fold(question_base, node_keys[node.flat]);
-        int* out = codes.data() + n * S;
-        for (std::int64_t s = 0; s < S; ++s) {
-            for (int j = 0; j < node.n_inputs; ++j) inputs[j] = codes[node.inputs[j] * S + s];
-            out[s] = node_code(t, node, q, inputs, mix64(base ^ sample_mix[s]));
+        const std::uint64_t base = node_base[n];
+        std::int32_t* PYTTS_RESTRICT outcome = w.outcome;
+        std::uint32_t* PYTTS_RESTRICT low = w.low;
+        for (int i = 0; i < m; ++i) {
+            const std::uint64_t bits = mix64(base ^ sample_mix[i]);
+            outcome[i] = static_cast<std::int32_t>(bits >> kOutcomeShift);
+            low[i] = static_cast<std::uint32_t>(bits);
         }
+        for (int j = 0; j < node.n_inputs; ++j) in[j] = w.codes.data() + node.inputs[j] * kBlock;
+        const std::int32_t keep = thresholds(t, node, q, in, m, w);
+        draw_codes(t, node, q, keep, m, w, w.codes.data() + n * kBlock);
     }
 }
 
-inline int vote(const Plan& plan, const std::vector<int>& codes, std::int64_t S, std::int64_t s) {
-    int sink_codes[kMaxDepth * kMaxWidth];
-    const int n = static_cast<int>(plan.sinks.size());
-    for (int k = 0; k < n; ++k) sink_codes[k] = codes[plan.sinks[k] * S + s];
-    return plurality(sink_codes, n, [](int c) { return c != kMissing; });
+// winner[i]: the vote over the sinks' codes (ties: the first sink in vote order).
+PYTTS_SIM_PASS void vote(const Plan& plan, int m, Scratch& w, std::int32_t* winner) {
+    const std::int32_t* in[kMaxDepth * kMaxWidth];
+    const int k = static_cast<int>(plan.sinks.size());
+    for (int j = 0; j < k; ++j) in[j] = w.codes.data() + plan.sinks[j] * kBlock;
+    plurality(in, k, false, m, winner, w);
+}
+
+// Score units (2**-24) of a block summed into total, their squares into total_sq.
+PYTTS_SIM_CLONES
+inline void score_question(const Thresholds& t, const Plan& plan, bool lone, int q,
+                           const std::uint64_t* node_base, const std::uint64_t* sample_mix,
+                           std::int64_t S, Scratch& w, std::int64_t& total,
+                           unsigned __int128& total_sq) {
+    const std::int64_t unit = std::int64_t{1} << (64 - kOutcomeShift);
+    std::int32_t winner[kBlock];
+    for (std::int64_t s0 = 0; s0 < S; s0 += kBlock) {
+        const int m = static_cast<int>(S - s0 < kBlock ? S - s0 : kBlock);
+        std::int64_t sum = 0, hi2 = 0, hilo = 0, lo2 = 0;
+        auto add = [&](std::int64_t v) {  // v < 2**25: squares split to stay in 64 bits
+            const std::int64_t hi = v >> 12, lo = v & 0xFFF;
+            sum += v;
+            hi2 += hi * hi;
+            hilo += hi * lo;
+            lo2 += lo * lo;
+        };
+        if (lone) {
+            // A lone sink has no successor, so it is the last node: draw everything before it.
+            const Node& sink = plan.nodes.back();
+            run_block(t, plan, plan.nodes.size() - 1, q, node_base, sample_mix + s0, m, w);
+            const std::int32_t* in[kMaxWidth];
+            for (int j = 0; j < sink.n_inputs; ++j)
+                in[j] = w.codes.data() + sink.inputs[j] * kBlock;
+            thresholds(t, sink, q, in, m, w);
+            const std::int64_t fail = t.fail[sink.model];
+            for (int i = 0; i < m; ++i) add(w.threshold[i] - fail);
+        } else {
+            run_block(t, plan, plan.nodes.size(), q, node_base, sample_mix + s0, m, w);
+            vote(plan, m, w, winner);
+            for (int i = 0; i < m; ++i) add(winner[i] == kCorrect ? unit : 0);
+        }
+        total += sum;
+        total_sq += (static_cast<unsigned __int128>(hi2) << 24) +
+                    (static_cast<unsigned __int128>(hilo) << 13) + static_cast<unsigned __int128>(lo2);
+    }
+}
+
+PYTTS_SIM_CLONES
+inline void runs_question(const Thresholds& t, const Plan& plan, int q,
+                          const std::uint64_t* node_base, const std::uint64_t* sample_mix,
+                          std::int64_t S, std::int64_t nodes, Scratch& w,
+                          std::int16_t* codes_out, std::int16_t* winner_out) {
+    std::int32_t winner[kBlock];
+    for (std::int64_t s0 = 0; s0 < S; s0 += kBlock) {
+        const int m = static_cast<int>(S - s0 < kBlock ? S - s0 : kBlock);
+        run_block(t, plan, plan.nodes.size(), q, node_base, sample_mix + s0, m, w);
+        vote(plan, m, w, winner);
+        for (int i = 0; i < m; ++i) {
+            std::int16_t* row = codes_out + (s0 + i) * nodes;
+            for (std::int64_t n = 0; n < nodes; ++n) row[n] = kMissing;
+            for (std::size_t n = 0; n < plan.nodes.size(); ++n)
+                row[plan.nodes[n].flat] = static_cast<std::int16_t>(w.codes[n * kBlock + i]);
+            winner_out[s0 + i] = static_cast<std::int16_t>(winner[i]);
+        }
+    }
 }
 
 inline std::vector<std::uint64_t> mix_samples(const Runs& runs) {
     std::vector<std::uint64_t> out(static_cast<std::size_t>(runs.S));
     for (std::int64_t s = 0; s < runs.S; ++s) out[s] = mix64(runs.samples[s] + kGolden);
     return out;
+}
+
+// Each node's draws for question q start from fold(fold(seed, question key), node key).
+inline void node_bases(const Plan& plan, const Batch& g, std::int64_t b, const Runs& runs, int q,
+                       std::vector<std::uint64_t>& out) {
+    const std::uint64_t qbase = fold(runs.seed, runs.question_keys[q]);
+    const std::uint64_t* keys = g.keys + b * static_cast<std::int64_t>(g.D) * g.W;
+    out.resize(plan.nodes.size());
+    for (std::size_t n = 0; n < plan.nodes.size(); ++n)
+        out[n] = fold(qbase, keys[plan.nodes[n].flat]);
 }
 
 }  // namespace detail
@@ -270,73 +444,48 @@ inline BadValue simulate_runs(const Batch& g, const Thresholds& t, const Runs& r
                               std::int16_t* codes_out, std::int16_t* winner) {
     BadValue bad;
     detail::Plan plan;
-    std::vector<int> codes;
+    detail::Scratch w;
+    std::vector<std::uint64_t> base;
     const std::vector<std::uint64_t> sample_mix = detail::mix_samples(runs);
     const std::int64_t nodes = static_cast<std::int64_t>(g.D) * g.W, S = runs.S;
     for (std::int64_t b = 0; b < g.B; ++b) {
         if (!detail::make_plan(g, t, b, plan, bad)) return bad;
-        codes.assign(plan.nodes.size() * S, kMissing);
+        w.codes.assign(plan.nodes.size() * detail::kBlock, kMissing);
+        w.pick.resize(static_cast<std::size_t>(t.P));
         for (int q = 0; q < t.Q; ++q) {
-            const std::uint64_t qbase = fold(runs.seed, runs.question_keys[q]);
-            detail::draw_codes(t, plan, plan.nodes.size(), q, g.keys + b * nodes, qbase,
-                               sample_mix, S, codes);
-            for (std::int64_t s = 0; s < S; ++s) {
-                const std::int64_t run = (b * t.Q + q) * S + s;
-                std::int16_t* row = codes_out + run * nodes;
-                for (std::int64_t n = 0; n < nodes; ++n) row[n] = kMissing;
-                for (std::size_t n = 0; n < plan.nodes.size(); ++n)
-                    row[plan.nodes[n].flat] = static_cast<std::int16_t>(codes[n * S + s]);
-                winner[run] = static_cast<std::int16_t>(detail::vote(plan, codes, S, s));
-            }
+            detail::node_bases(plan, g, b, runs, q, base);
+            const std::int64_t run = (b * t.Q + q) * S;
+            detail::runs_question(t, plan, q, base.data(), sample_mix.data(), S, nodes, w,
+                                  codes_out + run * nodes, winner + run);
         }
     }
     return bad;
 }
 
-// Per graph and question, the sum and sum of squares over samples (in sample order) of each
-// run's score: 1 for a right vote, 0 otherwise; with lone_sink_mean, a graph with one sink
-// scores that sink's probability of answering right given its inputs' codes instead.
+// Per graph and question, the sum and sum of squares over samples of each run's score: 1 for a
+// right vote, 0 otherwise; with lone_sink_mean, a graph with one sink scores that sink's
+// probability of answering right given its inputs' codes instead. Scores are multiples of
+// 2**-24 summed exactly; the squares' exact sum is rounded once to a double.
 inline BadValue simulate_expect(const Batch& g, const Thresholds& t, const Runs& runs,
                                 bool lone_sink_mean, double* total, double* total_sq) {
     BadValue bad;
     detail::Plan plan;
-    std::vector<int> codes;
+    detail::Scratch w;
+    std::vector<std::uint64_t> base;
     const std::vector<std::uint64_t> sample_mix = detail::mix_samples(runs);
-    const std::int64_t nodes = static_cast<std::int64_t>(g.D) * g.W, S = runs.S;
-    int inputs[kMaxWidth];
     for (std::int64_t b = 0; b < g.B; ++b) {
         if (!detail::make_plan(g, t, b, plan, bad)) return bad;
         const bool lone = lone_sink_mean && plan.sinks.size() == 1;
-        // A lone sink has no successor, so it is the last node: draw everything before it.
-        const std::size_t stop = lone ? plan.nodes.size() - 1 : plan.nodes.size();
-        codes.assign(plan.nodes.size() * S, kMissing);
+        w.codes.assign(plan.nodes.size() * detail::kBlock, kMissing);
+        w.pick.resize(static_cast<std::size_t>(t.P));
         for (int q = 0; q < t.Q; ++q) {
-            const std::uint64_t qbase = fold(runs.seed, runs.question_keys[q]);
-            detail::draw_codes(t, plan, stop, q, g.keys + b * nodes, qbase, sample_mix, S, codes);
-            double sum = 0.0, sum_sq = 0.0;
-            if (lone) {
-                const detail::Node& sink = plan.nodes.back();
-                const std::int64_t fail = t.fail[sink.model];
-                int fallback;
-                std::int64_t keep;
-                for (std::int64_t s = 0; s < S; ++s) {
-                    for (int j = 0; j < sink.n_inputs; ++j)
-                        inputs[j] = codes[sink.inputs[j] * S + s];
-                    const double score =
-                        static_cast<double>(detail::right_threshold(t, sink, q, inputs, fallback,
-                                                                    keep) - fail) * kOutcomeUnit;
-                    sum += score;
-                    sum_sq += score * score;
-                }
-            } else {
-                for (std::int64_t s = 0; s < S; ++s) {
-                    const double score = detail::vote(plan, codes, S, s) == kCorrect ? 1.0 : 0.0;
-                    sum += score;
-                    sum_sq += score * score;
-                }
-            }
-            total[b * t.Q + q] = sum;
-            total_sq[b * t.Q + q] = sum_sq;
+            detail::node_bases(plan, g, b, runs, q, base);
+            std::int64_t sum = 0;
+            unsigned __int128 sum_sq = 0;
+            detail::score_question(t, plan, lone, q, base.data(), sample_mix.data(), runs.S, w,
+                                   sum, sum_sq);
+            total[b * t.Q + q] = static_cast<double>(sum) * kOutcomeUnit;
+            total_sq[b * t.Q + q] = static_cast<double>(sum_sq) * (kOutcomeUnit * kOutcomeUnit);
         }
     }
     return bad;

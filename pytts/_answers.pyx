@@ -10,8 +10,9 @@ csrc/extract.hpp run on them without a copy or a UTF-8 conversion.
 """
 
 from cpython.sequence cimport PySequence_Check
-from cpython.unicode cimport (PyUnicode_AsUTF8AndSize, PyUnicode_Check, PyUnicode_DATA,
-                              PyUnicode_FromKindAndData, PyUnicode_GET_LENGTH, PyUnicode_KIND)
+from cpython.unicode cimport (PyUnicode_AsEncodedString, PyUnicode_AsUTF8AndSize,
+                              PyUnicode_Check, PyUnicode_DATA, PyUnicode_FromKindAndData,
+                              PyUnicode_GET_LENGTH, PyUnicode_KIND)
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
 from libcpp.string cimport string
 from libcpp.vector cimport vector
@@ -68,7 +69,9 @@ def intern_answers(answers):
             try:
                 data = PyUnicode_AsUTF8AndSize(text, &size)
             except UnicodeEncodeError:  # lone surrogates: hash their "surrogatepass" bytes
-                raw = (<str>text).encode("utf-8", "surrogatepass")
+                # (the C API, not text.encode: a str subclass could override that and edit
+                # the list being read)
+                raw = PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass")
                 data = raw
                 size = len(raw)
         ids[k] = intern_id(data, <size_t>size)

@@ -126,6 +126,22 @@ def test_cython_intern_answers_rejects_bad_input_naming_it():
     assert ids.shape == (0,) and ids.dtype == np.int64 and ids.flags.writeable
 
 
+@pytest.mark.sanitize
+def test_cython_intern_answers_runs_no_code_of_str_subclasses_while_reading_the_list():
+    cy = require_cython()
+    answers: list = []
+
+    class Shrinking(str):
+        def encode(self, *args, **kwargs):  # would empty the list mid-read, if it were called
+            answers.clear()
+            return b""
+
+    answers += [Shrinking("\ud800"), "a", "b"]
+    ids = cy.intern_answers(answers)
+    assert len(answers) == 3
+    np.testing.assert_array_equal(ids, _reference.intern_answers(["\ud800", "a", "b"]))
+
+
 @pytest.mark.parametrize("name", EXTRACTORS)
 def test_extractors_reject_a_non_str_naming_the_argument(name):
     modules = [kernels]

@@ -132,6 +132,8 @@ def math_rows():
     ("keys", np.zeros((1, 1, 1), np.uint64), "keys must have shape"),
     ("pick", np.zeros((6, 40, 2), np.int64), "pick must have shape"),
     ("sinks", np.zeros((1, 3), np.int16), "sinks must have shape"),
+    ("cuts", np.full((40, 3), 2**16 + 1, np.int64), r"cuts \(flat index 0\) = 65537 is outside"),
+    ("fail", np.full(6, -1, np.int64), "fail .* is outside"),
 ])
 def test_the_binding_names_the_bad_argument(math_rows, name, value, message):
     core = require_core()

@@ -96,13 +96,14 @@ def sim_runs(model, role, edges, keys, sinks, fail, right, pick, cuts, keep,
 
 
 def sim_expect(model, role, edges, keys, sinks, fail, right, pick, cuts, keep,
-                    question_keys, samples, seed, lone_sink_mean):
+               question_keys, samples, seed, lone_sink_mean):
     """Per graph and question, the sum and the sum of squares over samples of each run's
-    score: ``(sum float64[B, Q], sumsq float64[B, Q])``, sums taken in sample order.
+    score: ``(sum float64[B, Q], sumsq float64[B, Q])``.
 
     A run scores 1 when its vote is right. With ``lone_sink_mean``, a graph with a single sink
     scores instead that sink's probability of answering right given its inputs' codes (same
-    mean, less Monte-Carlo noise).
+    mean, less Monte-Carlo noise). Scores are multiples of 2**-24, summed exactly; the exact sum
+    of their squares is rounded once to float64.
     """
     th = _thresholds(fail, right, pick, cuts, keep)
     b_count, d, w = model.shape
@@ -120,13 +121,16 @@ def sim_expect(model, role, edges, keys, sinks, fail, right, pick, cuts, keep,
             t_right, _, _ = right_threshold(th, k, _kind(role[b, sink // w, sink % w],
                                                          preds[sink]),
                                             np.arange(q)[:, None], inputs)
-            span = np.broadcast_to(t_right - th.fail[k], (q, len(samples)))
-            score = span.astype(np.float64) * 2.0**-OUTCOME_BITS
+            units = np.broadcast_to(t_right - th.fail[k], (q, len(samples)))
         else:
             codes, _ = _graph_codes(th, model[b], role[b], edges[b], keys[b], question_keys,
                                     samples, seed)
-            score = (vote_codes([codes[k] for k in order]) == CORRECT).astype(np.float64)
-        # cumulative sums run in sample order, as the C++ loop does, so the bits agree
-        total[b] = np.cumsum(score, axis=1)[:, -1]
-        total_sq[b] = np.cumsum(score * score, axis=1)[:, -1]
+            right_vote = vote_codes([codes[k] for k in order]) == CORRECT
+            units = np.where(right_vote, np.int64(1) << OUTCOME_BITS, 0)
+        total[b] = units.sum(axis=1) * 2.0**-OUTCOME_BITS
+        # squares of scores < 2**25 split in 12-bit halves, so every partial sum fits int64
+        hi, lo = units >> 12, units & 0xFFF
+        parts = zip((hi * hi).sum(axis=1), (hi * lo).sum(axis=1), (lo * lo).sum(axis=1))
+        total_sq[b] = [float((int(a) << 24) + (int(c) << 13) + int(e)) * 2.0**(-2 * OUTCOME_BITS)
+                       for a, c, e in parts]
     return total, total_sq
