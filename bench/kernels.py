@@ -23,6 +23,7 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pytts import _reference as ref  # noqa: E402
+from pytts.cost import flops_per_token  # noqa: E402
 
 try:
     from pytts import _core as core
@@ -57,7 +58,7 @@ def make_workload(n: int, q: int, b: int, seed: int = 0) -> Workload:
     rng = np.random.default_rng(seed)
     logits = (rng.normal(size=D), rng.normal(size=(D, D, W)), rng.normal(size=(D, W, K)),
               rng.normal(size=(D, W, R)), rng.normal(size=(D - 1, W, W)))
-    costs = np.column_stack([rng.uniform(0.5, 70, K), rng.uniform(50, 500, K),
+    costs = np.column_stack([flops_per_token(rng.uniform(0.5, 70, K)), rng.uniform(50, 500, K),
                              rng.uniform(500, 5000, K), rng.uniform(20, 100, K),
                              rng.uniform(0, 0.5, K)])
     model, role, edges, _, _ = core.sample_graphs(*logits, None, BASE_PROMPT, n, seed + 1,

@@ -317,7 +317,7 @@ def sample_graphs(depth_logits, width_logits, model_logits, role_logits, edge_lo
     conditioned = math.isfinite(budget)
     if conditioned:
         out_tokens = np.ascontiguousarray(model_costs[:, 1])
-        flops_per_token = 2e9 * np.ascontiguousarray(model_costs[:, 0])
+        flops_per_token = np.ascontiguousarray(model_costs[:, 0])
     else:
         out_tokens = flops_per_token = np.zeros(model_logits.shape[2])
     om = np.empty((n, d, w), np.int16)
@@ -374,7 +374,7 @@ def graph_cost(model, role, edges, model_costs, base_prompt_tokens):
     mc = np.ascontiguousarray(model_costs)
     flops = np.empty(model.shape[0])
     latency = np.empty(model.shape[0])
-    _cost_loop(model, edges, np.ascontiguousarray(mc[:, 1]), 2e9 * mc[:, 0],
+    _cost_loop(model, edges, np.ascontiguousarray(mc[:, 1]), np.ascontiguousarray(mc[:, 0]),
                np.ascontiguousarray(mc[:, 2]), np.ascontiguousarray(mc[:, 3]),
                np.ascontiguousarray(mc[:, 4]), float(base_prompt_tokens), flops, latency)
     return flops, latency

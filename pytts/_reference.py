@@ -1,11 +1,12 @@
 """NumPy reference of every kernel of ``pytts._core``: same names, same signatures, same results.
 
 This is the test oracle for the compiled kernels and the fallback when no compiler was present.
-Inputs are trusted here (``pytts.kernels`` validates them once); shapes, per DESIGN.md:
+Inputs are trusted here (``pytts.kernels`` validates them once); shapes:
 ``depth_logits[D]``, ``width_logits[D, D, W]``, ``model_logits[D, W, K]``,
 ``role_logits[D, W, R]``, ``edge_logits[D-1, W, W]``; graphs ``model[B, D, W]`` int16,
-``role[B, D, W]`` int8, ``edges[B, D-1, W, W]`` uint8; ``model_costs[K, 5]`` with columns
-params_b, out_tokens, prefill_tps, decode_tps, overhead_s.
+``role[B, D, W]`` int8, ``edges[B, D-1, W, W]`` uint8; ``model_costs[K, 5]`` with the columns
+of `pytts.constants.COST_COLUMNS` (flops_per_token, out_tokens, prefill_tps, decode_tps,
+overhead_s).
 
 Sampling semantics (the distribution a ProbGraph defines): depth ``d ~ Cat(softmax(depth))``;
 for each layer ``l < d`` width ``w_l ~ Cat(softmax(width[d-1, l]))`` and the layer fills slots
@@ -24,10 +25,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import expit, log_softmax, softmax
 
-FNV_OFFSET = 0xCBF29CE484222325
-FNV_PRIME = 0x100000001B3
+from .constants import FNV_OFFSET, FNV_PRIME, MAX_DEPTH, MAX_MODELS, MAX_ROLES, MAX_WIDTH
+from .logspace import log_softmax, sigmoid, softmax, softplus
+
+__all__ = ["FNV_OFFSET", "FNV_PRIME", "MAX_DEPTH", "MAX_MODELS", "MAX_ROLES", "MAX_WIDTH",
+           "Sampler", "feasible", "grad_log_prob", "graph_cost", "intern_answers", "log_prob",
+           "sample_graphs", "vote"]
+
 _MASK64 = (1 << 64) - 1
 _MASK63 = (1 << 63) - 1
 
@@ -54,17 +59,13 @@ def _structure(model: np.ndarray, role: np.ndarray, edges: np.ndarray):
     return valid, depth, widths, active
 
 
-def _softplus(a: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, a)
-
-
 # ---------------------------------------------------------------- cost
 def graph_cost(model, role, edges, model_costs, base_prompt_tokens):
     """FLOPs and critical-path latency of each graph (see pytts.cost for the formulas)."""
     bsz, d, w = model.shape
     active = model >= 0
     idx = np.where(active, model, 0)
-    params, out, prefill, decode, overhead = (model_costs[idx, c] for c in range(5))
+    flops_per_token, out, prefill, decode, overhead = (model_costs[idx, c] for c in range(5))
     flops = np.zeros(bsz)
     latency = np.zeros(bsz)
     finish_prev = np.zeros((bsz, w))
@@ -77,7 +78,7 @@ def graph_cost(model, role, edges, model_costs, base_prompt_tokens):
                 p = pred[:, i, :]
                 prompt = np.where(p, prompt + out[:, l - 1, i, None], prompt)
                 wait = np.where(p, np.maximum(wait, finish_prev[:, i, None]), wait)
-        node_flops = 2e9 * params[:, l] * (prompt + out[:, l])
+        node_flops = flops_per_token[:, l] * (prompt + out[:, l])
         node_lat = overhead[:, l] + prompt / prefill[:, l] + out[:, l] / decode[:, l]
         finish = np.where(active[:, l], node_lat + wait, 0.0)
         for i in range(w):
@@ -123,7 +124,7 @@ def log_prob(depth_logits, width_logits, model_logits, role_logits, edge_logits,
         a = edge_logits[l]
         mask = active[:, l, :, None] & active[:, l + 1, None, :]
         x = edges[:, l].astype(bool) & mask
-        term = np.where(mask, np.where(x, a, 0.0) - _softplus(a), 0.0).sum(axis=(1, 2))
+        term = np.where(mask, np.where(x, a, 0.0) - softplus(a), 0.0).sum(axis=(1, 2))
         single, src = _single_pred_columns(x, active[:, l + 1])
         a_src = a[src, slots[None, :]]
         log_w = np.log(np.maximum(widths[:, l], 1))[:, None]
@@ -176,8 +177,8 @@ def grad_log_prob(depth_logits, width_logits, model_logits, role_logits, edge_lo
         single, _ = _single_pred_columns(x, active[:, l + 1])
         log_w = np.log(np.maximum(widths[:, l], 1))[:, None, None]
         # a one-predecessor column's source gets sigmoid(a + log w) instead of 1 (see docs)
-        pull = np.where(single[:, None, :], expit(a[None] + log_w), 1.0)
-        per = np.where(mask, np.where(x, pull, 0.0) - expit(a)[None], 0.0)
+        pull = np.where(single[:, None, :], sigmoid(a[None] + log_w), 1.0)
+        per = np.where(mask, np.where(x, pull, 0.0) - sigmoid(a)[None], 0.0)
         g_edge[l] = np.einsum("b,bij->ij", weights, per)
     return g_depth, g_width, g_model, g_role, g_edge
 
@@ -207,7 +208,7 @@ def _draw(rng: np.random.Generator, m: int, depth_logits, width_logits, model_lo
     edges = np.zeros((m, max(d - 1, 0), w, w), np.uint8)
     if d > 1:
         mask = active[:, :-1, :, None] & active[:, 1:, None, :]
-        x = (rng.random((m, d - 1, w, w)) < expit(edge_logits)[None]) & mask
+        x = (rng.random((m, d - 1, w, w)) < sigmoid(edge_logits)[None]) & mask
         orphan = active[:, 1:, :] & ~x.any(axis=2)                     # [m, D-1, W]
         pick = np.floor(rng.random((m, d - 1, w)) * widths[:, :-1, None]).astype(np.int64)
         pick = np.minimum(pick, np.maximum(widths[:, :-1, None] - 1, 0))
@@ -230,7 +231,7 @@ def sample_graphs(depth_logits, width_logits, model_logits, role_logits, edge_lo
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     accepted = drawn = 0
     last_needed = 0
-    conditioned = math.isfinite(budget)
+    conditioned = budget != math.inf
     while accepted < n and drawn < max_draws:
         rate = (accepted + 1) / (drawn + 1)
         m = int(min(max_draws - drawn, max(256, 1.2 * (n - accepted) / rate)))
@@ -258,6 +259,19 @@ def sample_graphs(depth_logits, width_logits, model_logits, role_logits, edge_lo
     logp = log_prob(depth_logits, width_logits, model_logits, role_logits, edge_logits,
                     model, role, edges)
     return model, role, edges, logp, n_drawn
+
+
+class Sampler:
+    """The logits of one distribution, kept for drawing any number of batches from it."""
+
+    def __init__(self, depth_logits, width_logits, model_logits, role_logits, edge_logits):
+        self._logits = tuple(np.array(a, dtype=np.float64) for a in (
+            depth_logits, width_logits, model_logits, role_logits, edge_logits))
+
+    def sample(self, model_costs, base_prompt_tokens, n, seed, budget, max_draws):
+        """``(model, role, edges, logp, n_drawn)``, as `sample_graphs`."""
+        return sample_graphs(*self._logits, model_costs, base_prompt_tokens, n, seed, budget,
+                             max_draws)
 
 
 # ---------------------------------------------------------------- answers

@@ -15,10 +15,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .constants import MAX_DEPTH, MAX_WIDTH
 from .errors import ConfigError
 
-MAX_DEPTH = 16
-MAX_WIDTH = 64
 ROLES: tuple[str, ...] = ("assistant", "fuser")
 """Role registry: index 0 answers (no predecessor) or refines (one), index 1 fuses several."""
 

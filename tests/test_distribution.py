@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from pytts import CostModel, ProbGraph, kernels
+from pytts import CostModel, ProbGraph
 from pytts.space import count_graphs, enumerate_graphs
 
 from conftest import make_pool, random_logits
@@ -79,13 +79,13 @@ def test_budget_conditioned_frequencies_match_renormalised_probabilities(backend
     pool = make_pool(params=(0.5, 2.0))
     cost = CostModel(pool, prompt_tokens=100.0, template_tokens=20.0)
     graphs = enumerate_graphs(2, 2, 2, 2)
-    flops, _ = kernels.graph_cost(graphs, cost)
+    flops, _ = cost.batch_cost(graphs)
     budget = float(np.quantile(flops, 0.4))
     ok = flops <= budget
     assert 0 < ok.sum() < len(ok)
     probs = np.exp(pg.log_prob(graphs)) * ok
     batch, _, stats = pg.sample(N_SAMPLES, seed=12, budget=budget, cost=cost)
-    assert kernels.feasible(batch, cost, budget).all()
+    assert cost.feasible(batch, budget).all()
     assert _chi_square_p(batch, graphs, probs) > 1e-3
     # the acceptance rate estimates the feasible mass
     assert stats.acceptance_rate == pytest.approx(probs.sum(), rel=0.01)

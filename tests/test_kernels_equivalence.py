@@ -35,7 +35,8 @@ def cases(draw):
     pg = random_logits(ProbGraph.uniform(d, w, pool.names, n_roles=r), seed, scale)
     b = draw(st.integers(1, 40))
     model, role, edges, _, _ = _reference.sample_graphs(
-        *pg.logit_arrays(), cost.model_costs, cost.base_prompt_tokens, b, seed, np.inf, 10 * b)
+        *pg.logit_arrays(), cost.table.model_costs, cost.base_prompt_tokens, b, seed, np.inf,
+        10 * b)
     model, role, edges = model.copy(), role.copy(), edges.copy()
     for bb in np.flatnonzero(rng.random(b) < draw(st.sampled_from([0.0, 0.3]))):
         model[bb, rng.integers(d), rng.integers(w)] = rng.integers(-1, k)
@@ -50,7 +51,8 @@ def cases(draw):
 def test_graph_cost_and_feasible_are_identical(case):
     core = require_core()
     pg, cost, batch, rng = case
-    args = (batch.model, batch.role, batch.edges, cost.model_costs, cost.base_prompt_tokens)
+    args = (batch.model, batch.role, batch.edges, cost.table.model_costs,
+            cost.base_prompt_tokens)
     f_core, l_core = core.graph_cost(*args)
     f_ref, l_ref = _reference.graph_cost(*args)
     np.testing.assert_array_equal(f_core, f_ref)
@@ -162,11 +164,11 @@ def test_same_seed_same_samples_different_seed_different(backend):
 def test_samples_do_not_depend_on_concurrent_threads(core):
     pool = make_pool()
     pg = random_logits(ProbGraph.uniform(4, 8, pool.names), 4)
-    serial = [kernels.sample_graphs(pg, 3000, seed=s)[0].model for s in range(4)]
+    serial = [pg.sample(3000, seed=s)[0].model for s in range(4)]
     results: dict[int, np.ndarray] = {}
 
     def run(s: int) -> None:
-        results[s] = kernels.sample_graphs(pg, 3000, seed=s)[0].model
+        results[s] = pg.sample(3000, seed=s)[0].model
 
     threads = [threading.Thread(target=run, args=(s,)) for s in range(4)]
     for t in threads:

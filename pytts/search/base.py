@@ -22,7 +22,6 @@ from ..cost import Budget, CostModel, as_flops
 from ..errors import ConfigError
 from ..evaluate import EvalResult
 from ..graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch, check_template
-from ..kernels import graph_cost
 from ..pool import ModelPool
 from ..probgraph import ProbGraph
 
@@ -358,7 +357,7 @@ class Searcher(ABC):
         """FLOPs per query of each graph under this searcher's cost model."""
         if not graphs:
             return np.zeros(0)
-        return graph_cost(GraphBatch.from_graphs(list(graphs)), self.cost)[0]
+        return self.cost.batch_cost(GraphBatch.from_graphs(list(graphs)))[0]
 
     def feasible(self, graphs: Sequence[CollaborationGraph]) -> np.ndarray:
         """``bool[len(graphs)]``: which graphs fit this searcher's template and budget."""
@@ -532,7 +531,7 @@ def shrink_to_budget(graph: CollaborationGraph, cost: CostModel,
             return CollaborationGraph.chain([cheapest], graph.model_names,
                                             template=graph.template)
         shrunk = [CollaborationGraph(*arrays, graph.model_names) for arrays in options]
-        flops = graph_cost(GraphBatch.from_graphs(shrunk), cost)[0]
+        flops = cost.batch_cost(GraphBatch.from_graphs(shrunk))[0]
         graph = shrunk[int(np.argmin(flops))]
 
 
