@@ -410,21 +410,17 @@ public:
 
         const py::ssize_t D = p_.D, W = p_.W;
         auto om = empty<std::int16_t>({n, D, W});
-        // The kernel relies on zeroed role and edge rows; numpy.zeros gets them from calloc,
-        // i.e. as untouched zero pages rather than a memset pass over the whole output.
-        auto np_zeros = py::module_::import("numpy").attr("zeros");
-        auto orl = np_zeros(py::make_tuple(n, D, W), "int8").cast<py::array_t<std::int8_t>>();
-        auto oe =
-            np_zeros(py::make_tuple(n, D - 1, W, W), "uint8").cast<py::array_t<std::uint8_t>>();
+        auto orl = empty<std::int8_t>({n, D, W});
+        auto oe = empty<std::uint8_t>({n, D - 1, W, W});
         auto ol = empty<double>({n});
         pytts::SampleStats st;
         {
             pytts::SampleOut out{om.mutable_data(), orl.mutable_data(), oe.mutable_data(),
                                  ol.mutable_data()};
             py::gil_scoped_release nogil;
-            st = conditioned ? pytts::sample_graphs<true>(p_, *tables_, &mc, base, n, seed, budget,
+            st = conditioned ? pytts::sample_graphs<true>(*tables_, &mc, base, n, seed, budget,
                                                           max_draws, out)
-                             : pytts::sample_graphs<false>(p_, *tables_, nullptr, base, n, seed,
+                             : pytts::sample_graphs<false>(*tables_, nullptr, base, n, seed,
                                                            budget, max_draws, out);
         }
         py::object m = om, r = orl, e = oe, l = ol;

@@ -9,27 +9,34 @@ with the compiled kernels to rounding.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
 
 
-def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def log_softmax(x: npt.ArrayLike, axis: int = -1) -> FloatArray:
     """``x - logsumexp(x)`` along ``axis`` (shifted by the maximum, so never overflows)."""
-    x = np.asarray(x, dtype=np.float64)
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    a = np.asarray(x, dtype=np.float64)
+    shifted = a - np.max(a, axis=axis, keepdims=True)
+    out: FloatArray = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return out
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def softmax(x: npt.ArrayLike, axis: int = -1) -> FloatArray:
     """``exp(log_softmax(x))`` along ``axis``."""
-    return np.exp(log_softmax(x, axis))
+    out: FloatArray = np.exp(log_softmax(x, axis))
+    return out
 
 
-def softplus(a: np.ndarray) -> np.ndarray:
+def softplus(a: npt.ArrayLike) -> FloatArray:
     """``log(1 + exp(a))`` without overflow."""
-    return np.logaddexp(0.0, a)
+    out: FloatArray = np.logaddexp(0.0, np.asarray(a, dtype=np.float64))
+    return out
 
 
-def sigmoid(a: np.ndarray) -> np.ndarray:
+def sigmoid(a: npt.ArrayLike) -> FloatArray:
     """``1 / (1 + exp(-a))`` without overflow for large ``|a|``."""
-    a = np.asarray(a, dtype=np.float64)
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    x = np.asarray(a, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    out: FloatArray = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return out
