@@ -60,16 +60,17 @@ struct In {
 template <class T>
 In<T> take(py::handle obj, const char* name, int ndim) {
     const auto dt = py::dtype::of<T>();
-    const std::string dtname = py::str(dt).cast<std::string>();
+    // The dtype's name only for the messages (making it costs more than the checks).
+    auto dtname = [&dt] { return py::str(dt).cast<std::string>(); };
     if (!py::isinstance<py::array>(obj))
-        fail(std::string(name) + " must be a numpy.ndarray of dtype " + dtname + ", got " +
+        fail(std::string(name) + " must be a numpy.ndarray of dtype " + dtname() + ", got " +
              py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
     In<T> in;
     in.arr = py::reinterpret_borrow<py::array>(obj);
     in.name = name;
     auto& api = py::detail::npy_api::get();
     if (!api.PyArray_EquivTypes_(in.arr.dtype().ptr(), dt.ptr()))
-        fail(std::string(name) + " must have dtype " + dtname + " (no implicit conversion), got " +
+        fail(std::string(name) + " must have dtype " + dtname() + " (no implicit conversion), got " +
              py::str(in.arr.dtype()).cast<std::string>());
     if (in.arr.ndim() != ndim)
         fail(std::string(name) + " must be " + std::to_string(ndim) + "-dimensional, got " +

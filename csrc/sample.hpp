@@ -115,8 +115,9 @@ inline int draw_uniform(std::uint32_t u, int n) {
 // by 0 or 1 without a branch.
 class WordStream {
 public:
+    // Room for a few graphs' words: enough to amortise the refills, little to make for one.
     WordStream(std::uint64_t seed, std::size_t max_per_graph)
-        : rng_(seed), words_(2 * std::max<std::size_t>(2048, max_per_graph)) {}
+        : rng_(seed), words_(4 * std::max<std::size_t>(64, max_per_graph)) {}
 
     // Makes sure that at least k words (k <= max_per_graph) are buffered.
     void reserve(std::size_t k) {
@@ -583,7 +584,8 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     int layer[kMaxDepth * kMaxWidth + kMaxWidth];
     int w[kMaxDepth];                           // width of each layer
     int m[kMaxDepth * kMaxWidth];               // model of each slot
-    double outs[kMaxDepth * kMaxWidth] = {};    // its output tokens (read masked, so kept finite)
+    double outs[kMaxDepth * kMaxWidth];         // its output tokens (read masked, so kept finite)
+    std::fill(outs, outs + nslot, 0.0);
     double rest[kMaxDepth * kMaxWidth + 1];     // lower bound of the FLOPs of nodes q, q+1, ...
     double min_out[kMaxDepth + 1];              // [l + 1]: smallest output of layer l; [0] = 0
     std::uint64_t live[kMaxWidth + 1];          // [w]: the low w bits

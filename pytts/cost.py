@@ -51,6 +51,7 @@ class CostModel:
         self.template_tokens = float(template_tokens)
         self._table: kernels.CostTable | None = None
         self._cheapest: tuple[float, float] | None = None  # (base prompt tokens, FLOPs)
+        self._budgets: dict[tuple[object, float], float] = {}  # (budget, base) -> FLOPs
 
     @property
     def base_prompt_tokens(self) -> float:
@@ -85,6 +86,20 @@ class CostModel:
         if self._cheapest is None or self._cheapest[0] != base:
             self._cheapest = (base, min(self.call_flops(k) for k in range(len(self.pool))))
         return self._cheapest[1]
+
+    def budget_flops(self, budget: "Budget | float | str") -> float:
+        """``budget`` (any form `Budget.parse` takes) in FLOPs per query, as `Budget.resolve`
+        gives it; remembered per budget, since samplers resolve the same one on every call."""
+        if isinstance(budget, bool):  # True == 1 as a key, but is no budget
+            return Budget.parse(budget).resolve(self)
+        key = (budget, self.base_prompt_tokens)
+        flops = self._budgets.get(key)
+        if flops is None:
+            flops = Budget.parse(budget).resolve(self)
+            if len(self._budgets) >= 64:
+                self._budgets.clear()
+            self._budgets[key] = flops
+        return flops
 
     def graph_cost(self, graph: CollaborationGraph) -> tuple[float, float]:
         """``(flops, latency_s)`` of one `CollaborationGraph` (through the kernels)."""
@@ -174,11 +189,11 @@ def as_flops(budget: "Budget | float | str | None", cost: CostModel | None) -> f
     """The budget in FLOPs (inf for None); ``cost`` is needed unless it is plain FLOPs."""
     if budget is None:
         return math.inf
+    if cost is not None:
+        return cost.budget_flops(budget)
     parsed = Budget.parse(budget)
-    if cost is None:
-        if parsed.flops is None:
-            raise ConfigError("a budget in calls of a model needs a cost model")
-        return parsed.flops
-    return parsed.resolve(cost)
+    if parsed.flops is None:
+        raise ConfigError("a budget in calls of a model needs a cost model")
+    return parsed.flops
 
 

@@ -222,7 +222,7 @@ class ProbGraph:
         table = cost.table if cost is not None else None
         model, role, edges, logp, stats = kernels.sample_graphs(
             self._kernel_logits(), n, seed, table, limit, max_draws=max_draws)
-        return GraphBatch(model, role, edges), logp, stats
+        return GraphBatch._of_samples(model, role, edges), logp, stats
 
     def sample_graphs(self, n: int, seed: int, budget=None, cost=None) -> list[CollaborationGraph]:
         """Like `sample`, as `CollaborationGraph` objects."""
