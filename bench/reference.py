@@ -17,7 +17,6 @@ import numpy as np
 
 from pytts.cost import CostModel
 from pytts.graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
-from pytts.kernels import graph_cost
 from pytts.search.moves import FUSER_COUNTS, neighbours, structural_moves
 from pytts.sim import GroundTruth, SimPreset
 
@@ -68,7 +67,7 @@ def strategy_family(names: tuple[str, ...], template: tuple[int, int], cost: Cos
     k = len(names)
 
     def fits(g: CollaborationGraph) -> bool:
-        return bool(graph_cost(GraphBatch.from_graphs([g]), cost)[0][0] <= budget)
+        return bool(cost.batch_cost(GraphBatch.from_graphs([g]))[0][0] <= budget)
 
     out: list[CollaborationGraph] = []
 
@@ -123,7 +122,7 @@ def reference_optimum(preset: SimPreset, budget_name: str) -> Reference:
     def fits_all(graphs: list[CollaborationGraph]) -> np.ndarray:
         if not graphs:
             return np.zeros(0, bool)
-        return graph_cost(GraphBatch.from_graphs(graphs), cost)[0] <= budget
+        return cost.batch_cost(GraphBatch.from_graphs(graphs))[0] <= budget
 
     family = strategy_family(names, preset.template, cost, budget)
     score(family)

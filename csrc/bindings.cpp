@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ using pytts::BadValue;
 
 namespace {
 
+// What int16 model indices and int8 roles can hold (pytts.constants.MAX_MODELS, MAX_ROLES).
 constexpr int kMaxModels = 32767;
 constexpr int kMaxRoles = 127;
 
@@ -64,16 +66,17 @@ struct In {
 template <class T>
 In<T> take(py::handle obj, const char* name, int ndim) {
     const auto dt = py::dtype::of<T>();
-    const std::string dtname = py::str(dt).cast<std::string>();
+    // The dtype's name only for the messages (making it costs more than the checks).
+    auto dtname = [&dt] { return py::str(dt).cast<std::string>(); };
     if (!py::isinstance<py::array>(obj))
-        fail(std::string(name) + " must be a numpy.ndarray of dtype " + dtname + ", got " +
+        fail(std::string(name) + " must be a numpy.ndarray of dtype " + dtname() + ", got " +
              py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
     In<T> in;
     in.arr = py::reinterpret_borrow<py::array>(obj);
     in.name = name;
     auto& api = py::detail::npy_api::get();
     if (!api.PyArray_EquivTypes_(in.arr.dtype().ptr(), dt.ptr()))
-        fail(std::string(name) + " must have dtype " + dtname + " (no implicit conversion), got " +
+        fail(std::string(name) + " must have dtype " + dtname() + " (no implicit conversion), got " +
              py::str(in.arr.dtype()).cast<std::string>());
     if (in.arr.ndim() != ndim)
         fail(std::string(name) + " must be " + std::to_string(ndim) + "-dimensional, got " +
@@ -187,13 +190,13 @@ pytts::ModelCosts take_model_costs(py::handle obj) {
     check_limit(mc.shape[0], 1, kMaxModels, "number of models K (model_costs.shape[0])",
                 "model_costs");
     if (mc.shape[1] != 5)
-        fail("model_costs must have shape (K, 5) with columns params_b, out_tokens, prefill_tps, "
-             "decode_tps, overhead_s; got " + shape_str(mc.shape));
+        fail("model_costs must have shape (K, 5) with columns flops_per_token, out_tokens, "
+             "prefill_tps, decode_tps, overhead_s; got " + shape_str(mc.shape));
     pytts::ModelCosts costs;
     const BadValue bad = costs.load(mc.data, static_cast<int>(mc.shape[0]));
     if (bad)
         fail(where("model_costs", bad.flat, mc.shape) + " = " + num(bad.value) +
-             " is invalid: params_b, out_tokens and overhead_s must be finite and >= 0, "
+             " is invalid: flops_per_token, out_tokens and overhead_s must be finite and >= 0, "
              "prefill_tps and decode_tps finite and > 0");
     return costs;
 }
@@ -372,61 +375,84 @@ py::tuple grad_log_prob(py::handle depth, py::handle width, py::handle model_l,
     return py::make_tuple(gd, gw, gm, gr, ge);
 }
 
+// The sampling tables of one set of logits, built once: every `sample` call then only draws.
+// The logits are copied in, so the object owns everything its tables point into and the caller
+// may change its arrays afterwards.
+class Sampler {
+public:
+    Sampler(py::handle depth, py::handle width, py::handle model, py::handle role,
+            py::handle edge) {
+        const LogitArgs a = take_logits(depth, width, model, role, edge);
+        const pytts::Logits view = a.view();
+        const In<double>* in[] = {&a.depth, &a.width, &a.model, &a.role, &a.edge};
+        for (int k = 0; k < 5; ++k) copies_[k].assign(in[k]->data, in[k]->data + in[k]->size());
+        p_ = {view.D, view.W, view.K, view.R, copies_[0].data(), copies_[1].data(),
+              copies_[2].data(), copies_[3].data(), copies_[4].data()};
+        py::gil_scoped_release nogil;
+        tables_ = std::make_unique<const pytts::ProbTables>(p_, true);
+    }
+
+    py::tuple sample(py::handle model_costs, py::handle base_prompt_tokens, py::handle n_obj,
+                     py::handle seed_obj, py::handle budget_obj, py::handle max_draws_obj) const {
+        const double base = take_float(base_prompt_tokens, "base_prompt_tokens");
+        if (!(std::isfinite(base) && base >= 0.0))
+            fail("base_prompt_tokens must be finite and >= 0, got " + num(base));
+        const std::int64_t n = take_int(n_obj, "n", 0, std::numeric_limits<std::int64_t>::max());
+        const std::uint64_t seed = take_seed(seed_obj);
+        const double budget = take_float(budget_obj, "budget");
+        if (std::isnan(budget)) fail("budget must be a number (inf for no budget), got nan");
+        const std::int64_t max_draws =
+            take_int(max_draws_obj, "max_draws", 0, std::numeric_limits<std::int64_t>::max());
+        const bool conditioned = budget != std::numeric_limits<double>::infinity();
+        // Without a budget the costs are never read, so they are not validated either (callers
+        // may pass a placeholder table).
+        pytts::ModelCosts mc;
+        if (conditioned) {
+            if (model_costs.is_none()) fail("model_costs is required when budget is finite");
+            mc = take_model_costs(model_costs);
+            if (mc.K < p_.K)
+                fail("model_costs has " + std::to_string(mc.K) + " rows but model_logits has K = " +
+                     std::to_string(p_.K) + " models");
+        }
+
+        const py::ssize_t D = p_.D, W = p_.W;
+        auto om = empty<std::int16_t>({n, D, W});
+        auto orl = empty<std::int8_t>({n, D, W});
+        auto oe = empty<std::uint8_t>({n, D - 1, W, W});
+        auto ol = empty<double>({n});
+        pytts::SampleStats st;
+        {
+            pytts::SampleOut out{om.mutable_data(), orl.mutable_data(), oe.mutable_data(),
+                                 ol.mutable_data()};
+            py::gil_scoped_release nogil;
+            st = conditioned ? pytts::sample_graphs<true>(*tables_, &mc, base, n, seed, budget,
+                                                          max_draws, out)
+                             : pytts::sample_graphs<false>(*tables_, nullptr, base, n, seed,
+                                                           budget, max_draws, out);
+        }
+        py::object m = om, r = orl, e = oe, l = ol;
+        if (st.accepted < n) {
+            const py::slice rows(0, st.accepted, 1);
+            m = m[rows];
+            r = r[rows];
+            e = e[rows];
+            l = l[rows];
+        }
+        return py::make_tuple(m, r, e, l, st.drawn);
+    }
+
+private:
+    std::vector<double> copies_[5];
+    pytts::Logits p_{};
+    std::unique_ptr<const pytts::ProbTables> tables_;
+};
+
 py::tuple sample_graphs(py::handle depth, py::handle width, py::handle model_l,
                         py::handle role_l, py::handle edge_l, py::handle model_costs,
                         py::handle base_prompt_tokens, py::handle n_obj, py::handle seed_obj,
                         py::handle budget_obj, py::handle max_draws_obj) {
-    LogitArgs a = take_logits(depth, width, model_l, role_l, edge_l);
-    const pytts::Logits p = a.view();
-    const double base = take_float(base_prompt_tokens, "base_prompt_tokens");
-    if (!(std::isfinite(base) && base >= 0.0))
-        fail("base_prompt_tokens must be finite and >= 0, got " + num(base));
-    const std::int64_t n = take_int(n_obj, "n", 0, std::numeric_limits<std::int64_t>::max());
-    const std::uint64_t seed = take_seed(seed_obj);
-    const double budget = take_float(budget_obj, "budget");
-    if (std::isnan(budget)) fail("budget must be a number (inf for no budget), got nan");
-    const std::int64_t max_draws =
-        take_int(max_draws_obj, "max_draws", 0, std::numeric_limits<std::int64_t>::max());
-    const bool conditioned = budget != std::numeric_limits<double>::infinity();
-    // Without a budget the costs are never read, so they are not validated either (callers may
-    // pass a placeholder table).
-    pytts::ModelCosts mc;
-    if (conditioned) {
-        if (model_costs.is_none()) fail("model_costs is required when budget is finite");
-        mc = take_model_costs(model_costs);
-        if (mc.K < p.K)
-            fail("model_costs has " + std::to_string(mc.K) + " rows but model_logits has K = " +
-                 std::to_string(p.K) + " models");
-    }
-
-    const py::ssize_t D = p.D, W = p.W;
-    auto om = empty<std::int16_t>({n, D, W});
-    // The kernel relies on zeroed role and edge rows; numpy.zeros gets them from calloc, i.e.
-    // as untouched zero pages rather than a memset pass over the whole output.
-    auto np_zeros = py::module_::import("numpy").attr("zeros");
-    auto orl = np_zeros(py::make_tuple(n, D, W), "int8").cast<py::array_t<std::int8_t>>();
-    auto oe = np_zeros(py::make_tuple(n, D - 1, W, W), "uint8").cast<py::array_t<std::uint8_t>>();
-    auto ol = empty<double>({n});
-    pytts::SampleStats st;
-    {
-        pytts::SampleOut out{om.mutable_data(), orl.mutable_data(), oe.mutable_data(),
-                             ol.mutable_data()};
-        py::gil_scoped_release nogil;
-        const pytts::ProbTables t(p, true);
-        st = conditioned ? pytts::sample_graphs<true>(p, t, &mc, base, n, seed, budget, max_draws,
-                                                      out)
-                         : pytts::sample_graphs<false>(p, t, nullptr, base, n, seed, budget,
-                                                       max_draws, out);
-    }
-    py::object m = om, r = orl, e = oe, l = ol;
-    if (st.accepted < n) {
-        const py::slice rows(0, st.accepted, 1);
-        m = m[rows];
-        r = r[rows];
-        e = e[rows];
-        l = l[rows];
-    }
-    return py::make_tuple(m, r, e, l, st.drawn);
+    return Sampler(depth, width, model_l, role_l, edge_l)
+        .sample(model_costs, base_prompt_tokens, n_obj, seed_obj, budget_obj, max_draws_obj);
 }
 
 py::tuple vote(py::handle ids_obj, py::handle weights_obj) {
@@ -594,6 +620,14 @@ PYBIND11_MODULE(_core, m) {
           py::arg("budget"), py::arg("max_draws"),
           "(model, role, edges, logp, n_drawn): up to n graphs, rejection-conditioned on "
           "flops <= budget.");
+    py::class_<Sampler>(m, "Sampler",
+                        "The sampling tables of one set of logits, built once; sample() draws.")
+        .def(py::init<py::handle, py::handle, py::handle, py::handle, py::handle>(),
+             py::arg("depth_logits"), py::arg("width_logits"), py::arg("model_logits"),
+             py::arg("role_logits"), py::arg("edge_logits"))
+        .def("sample", &Sampler::sample, py::arg("model_costs"), py::arg("base_prompt_tokens"),
+             py::arg("n"), py::arg("seed"), py::arg("budget"), py::arg("max_draws"),
+             "(model, role, edges, logp, n_drawn), as sample_graphs.");
     m.def("vote", &vote, py::arg("ids"), py::arg("weights") = py::none(),
           "(winner[Q], support[Q]) of a weighted vote per row; -1 ids are missing.");
     m.def("intern_answers", &intern_answers, py::arg("answers"),
@@ -607,4 +641,11 @@ PYBIND11_MODULE(_core, m) {
           "int32[B, D, W]: each layer's slots in canonical order (then -1), equal for graphs "
           "that differ by slot permutations within layers.");
     bind_simulate(m);
+    // Compile-time constants, exported so that a test can check them against pytts.constants.
+    m.attr("MAX_DEPTH") = pytts::kMaxDepth;
+    m.attr("MAX_WIDTH") = pytts::kMaxWidth;
+    m.attr("MAX_MODELS") = kMaxModels;
+    m.attr("MAX_ROLES") = kMaxRoles;
+    m.attr("FNV_OFFSET") = py::reinterpret_steal<py::int_>(PyLong_FromUnsignedLongLong(pytts::kFnvOffset));
+    m.attr("FNV_PRIME") = py::reinterpret_steal<py::int_>(PyLong_FromUnsignedLongLong(pytts::kFnvPrime));
 }

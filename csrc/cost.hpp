@@ -30,14 +30,15 @@ struct BadValue {
     }
 };
 
-// Per-model cost coefficients, laid out for the inner loops. flops_per_token is 2e9 * params_b,
-// computed once so that node flops are (2e9 * params_b) * (prompt + out) in every kernel and the
-// sampler's incremental cost is bit-for-bit the one graph_cost returns.
+// Per-model cost coefficients, laid out for the inner loops. The caller's table carries
+// flops_per_token (FLOPs per parameter-token times parameters: the factor lives in
+// pytts.constants, not here), so node flops are flops_per_token * (prompt + out) in every kernel
+// and the sampler's incremental cost is bit-for-bit the one graph_cost returns.
 struct ModelCosts {
     int K = 0;
     std::vector<double> flops_per_token, out_tokens, prefill_tps, decode_tps, overhead_s, decode_s;
 
-    // model_costs is [K, 5]: params_b, out_tokens, prefill_tps, decode_tps, overhead_s.
+    // model_costs is [K, 5]: flops_per_token, out_tokens, prefill_tps, decode_tps, overhead_s.
     BadValue load(const double* mc, int k) {
         BadValue bad;
         K = k;
@@ -55,7 +56,7 @@ struct ModelCosts {
                 const bool ok = std::isfinite(v) && (speed ? v > 0.0 : v >= 0.0);
                 if (!ok) bad.set("model_costs", 5 * static_cast<std::int64_t>(m) + c, v);
             }
-            flops_per_token[m] = 2e9 * row[0];
+            flops_per_token[m] = row[0];
             out_tokens[m] = row[1];
             prefill_tps[m] = row[2];
             decode_tps[m] = row[3];

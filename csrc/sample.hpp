@@ -43,57 +43,123 @@ inline void log_softmax_rows(const double* x, std::int64_t rows, int n, double* 
     }
 }
 
-// One bucket of a Walker/Vose alias table: a draw that lands in bucket b keeps b when the low 32
-// bits of the uniform are below `keep` (a probability scaled by 2^32, so 2^32 means always), else
-// takes `alias`. O(1) and branch-free per draw, whatever the number of categories.
+// One bucket of a Walker/Vose alias table: a draw that lands in bucket b keeps b when its 32-bit
+// fraction is below `keep` (a probability scaled by 2^32, so 2^32 means always), else takes
+// `alias`. O(1) and branch-free per draw, whatever the number of categories.
 struct AliasSlot {
     std::uint64_t keep;
     std::int64_t alias;
 };
 
+// The alias table of one row of n categories with the given (unnormalised) weights. The
+// operations and their order are part of the sampler's definition: pytts._reference builds the
+// same table, bit for bit.
+inline void build_alias(const double* weights, int n, AliasSlot* t, std::vector<double>& q,
+                        std::vector<int>& small, std::vector<int>& large) {
+    q.resize(n);
+    small.clear();
+    large.clear();
+    double total = 0.0;
+    for (int k = 0; k < n; ++k) total += q[k] = weights[k];
+    for (int k = 0; k < n; ++k) {
+        q[k] = q[k] / total * n;
+        (q[k] < 1.0 ? small : large).push_back(k);
+    }
+    while (!small.empty() && !large.empty()) {
+        const int sk = small.back(), lk = large.back();
+        small.pop_back();
+        t[sk].keep = static_cast<std::uint64_t>(std::llround(q[sk] * 4294967296.0));
+        t[sk].alias = lk;
+        q[lk] = (q[lk] + q[sk]) - 1.0;
+        if (q[lk] < 1.0) {
+            large.pop_back();
+            small.push_back(lk);
+        }
+    }
+    // What is left holds (up to rounding) exactly one bucket's worth: it always keeps.
+    for (int k : small) t[k] = {std::uint64_t{1} << 32, k};
+    for (int k : large) t[k] = {std::uint64_t{1} << 32, k};
+}
+
 // Alias tables of `rows` rows of n categories, from their log-probabilities.
-inline void build_alias(const double* logp, std::int64_t rows, int n, AliasSlot* out) {
-    std::vector<double> q(n);
+inline void build_alias_rows(const double* logp, std::int64_t rows, int n, AliasSlot* out) {
+    std::vector<double> w(n), q;
     std::vector<int> small, large;
-    small.reserve(n);
-    large.reserve(n);
     for (std::int64_t r = 0; r < rows; ++r) {
-        const double* lp = logp + r * n;
-        AliasSlot* t = out + r * n;
-        double total = 0.0;
-        for (int k = 0; k < n; ++k) total += q[k] = std::exp(lp[k]);
-        small.clear();
-        large.clear();
-        for (int k = 0; k < n; ++k) {
-            q[k] = q[k] / total * n;
-            (q[k] < 1.0 ? small : large).push_back(k);
-        }
-        while (!small.empty() && !large.empty()) {
-            const int sk = small.back(), lk = large.back();
-            small.pop_back();
-            t[sk].keep = static_cast<std::uint64_t>(std::llround(q[sk] * 4294967296.0));
-            t[sk].alias = lk;
-            q[lk] = (q[lk] + q[sk]) - 1.0;
-            if (q[lk] < 1.0) {
-                large.pop_back();
-                small.push_back(lk);
-            }
-        }
-        // What is left holds (up to rounding) exactly one bucket's worth: it always keeps.
-        for (int k : small) t[k] = {std::uint64_t{1} << 32, k};
-        for (int k : large) t[k] = {std::uint64_t{1} << 32, k};
+        for (int k = 0; k < n; ++k) w[k] = std::exp(logp[r * n + k]);
+        build_alias(w.data(), n, out + r * n, q, small, large);
     }
 }
 
-// A category of a row from one 64-bit uniform: the high half picks the bucket (multiply-shift,
-// bias below n / 2^32), the low half decides keep or alias.
-inline int draw_alias(std::uint64_t r, const AliasSlot* row, int n) {
-    const auto b = static_cast<std::uint32_t>(((r >> 32) * static_cast<std::uint64_t>(n)) >> 32);
+// A category of a row from one 32-bit word u: u * n splits into the bucket (its high 32 bits,
+// multiply-shift, bias below n / 2^32) and a 32-bit fraction uniform within the bucket (to
+// within n / 2^32), which decides keep or alias.
+inline int draw_alias(std::uint32_t u, const AliasSlot* row, int n) {
+    const std::uint64_t x = static_cast<std::uint64_t>(u) * static_cast<std::uint32_t>(n);
+    const auto b = static_cast<std::uint32_t>(x >> 32);
     const AliasSlot& s = row[b];
     // Select by mask: a compiled branch here would mispredict on every other draw.
-    const std::int64_t keep = -static_cast<std::int64_t>((r & 0xFFFFFFFFu) < s.keep);
+    const std::int64_t keep = -static_cast<std::int64_t>((x & 0xFFFFFFFFu) < s.keep);
     return static_cast<int>(s.alias ^ ((static_cast<std::int64_t>(b) ^ s.alias) & keep));
 }
+
+// A uniform index in [0, n) from one 32-bit word (multiply-shift).
+inline int draw_uniform(std::uint32_t u, int n) {
+    return static_cast<int>((static_cast<std::uint64_t>(u) * static_cast<std::uint32_t>(n)) >> 32);
+}
+
+// The random words every draw of the sampler reads: each xoshiro256** output gives two 32-bit
+// words, its high half first. Words are made a block at a time; before each graph, `reserve`
+// makes sure the block holds as many as a graph can read, so that a draw is a load, and a draw
+// that may or may not happen (depending on what was drawn before) can load its word and advance
+// by 0 or 1 without a branch.
+class WordStream {
+public:
+    // Room for a few graphs' words: enough to amortise the refills, little to make for one.
+    WordStream(std::uint64_t seed, std::size_t max_per_graph)
+        : rng_(seed), words_(4 * std::max<std::size_t>(64, max_per_graph)) {}
+
+    // Makes sure that at least k words (k <= max_per_graph) are buffered.
+    void reserve(std::size_t k) {
+        if (end_ - pos_ >= k) return;
+        // Keep the unread words, in order; they end with a whole output, so the next output's
+        // words follow them.
+        const std::size_t left = end_ - pos_;
+        std::memmove(words_.data(), words_.data() + pos_, left * sizeof(std::uint32_t));
+        end_ = left;
+        while (end_ + 2 <= words_.size()) {
+            const std::uint64_t r = rng_.next();
+            words_[end_++] = static_cast<std::uint32_t>(r >> 32);
+            words_[end_++] = static_cast<std::uint32_t>(r);
+        }
+        pos_ = 0;
+    }
+    std::uint32_t next() { return words_[pos_++]; }
+    std::uint32_t peek() const { return words_[pos_]; }
+    void advance(std::size_t k) { pos_ += k; }
+
+private:
+    Xoshiro256ss rng_;
+    std::vector<std::uint32_t> words_;
+    std::size_t pos_ = 0, end_ = 0;
+};
+
+// Predecessor candidates are drawn in chunks of this many: one alias draw over the 2^kChunk
+// subsets of a chunk replaces kChunk Bernoulli draws (the chunk's candidates are independent,
+// so the subset distribution is the product of their Bernoullis; candidates past the previous
+// layer's width are drawn and dropped, which marginalises them out exactly).
+constexpr int kChunk = 4;
+constexpr int kChunkOutcomes = 1 << kChunk;
+
+// kSpread8.bytes[x]: the 8 bits of x spread to one per byte (byte i holds bit i).
+struct Spread8 {
+    std::uint64_t bytes[256];
+    constexpr Spread8() : bytes() {
+        for (int x = 0; x < 256; ++x)
+            for (int i = 0; i < 8; ++i) bytes[x] |= static_cast<std::uint64_t>((x >> i) & 1) << (8 * i);
+    }
+};
+constexpr Spread8 kSpread8{};
 
 // Parameters of a ProbGraph as the kernels read them.
 struct Logits {
@@ -115,7 +181,7 @@ inline double select_or_zero(std::uint64_t take, double v) {
     return v;
 }
 
-// Per-call tables. Edge tables are transposed to [l][j][i] so that drawing or scoring the column
+// Tables derived from the logits. Edge tables are transposed to [l][j][i] so that drawing or scoring the column
 // of predecessors of node (l+1, j) reads contiguous memory.
 //
 // A column's log-probability is, for the predecessor set `mask` drawn among w candidates,
@@ -165,16 +231,33 @@ public:
             width_alias.resize(static_cast<std::size_t>(D) * D * W);
             model_alias.resize(static_cast<std::size_t>(D) * W * K);
             role_alias.resize(static_cast<std::size_t>(D) * W * R);
-            build_alias(ldepth.data(), 1, D, depth_alias.data());
-            build_alias(lwidth.data(), static_cast<std::int64_t>(D) * D, W, width_alias.data());
-            build_alias(lmodel.data(), static_cast<std::int64_t>(D) * W, K, model_alias.data());
-            build_alias(lrole.data(), static_cast<std::int64_t>(D) * W, R, role_alias.data());
-            // One spare entry: the sampler reads thresholds in pairs, and the pair of an odd-width
-            // column's last candidate may reach one past the end (its outcome is discarded).
-            edge_thr.assign(ne + 1, 0);
-            for (std::size_t e = 0; e < ne; ++e)
-                edge_thr[e] =
-                    static_cast<std::uint64_t>(std::llround(sigmoid(edge_t[e]) * 4294967296.0));
+            build_alias_rows(ldepth.data(), 1, D, depth_alias.data());
+            build_alias_rows(lwidth.data(), static_cast<std::int64_t>(D) * D, W, width_alias.data());
+            build_alias_rows(lmodel.data(), static_cast<std::int64_t>(D) * W, K, model_alias.data());
+            build_alias_rows(lrole.data(), static_cast<std::int64_t>(D) * W, R, role_alias.data());
+            // The subset alias table of each chunk c of each column (l, j): outcome o sets
+            // candidate 4c + t when bit t of o is set; its weight is the product, over t in
+            // order, of sigmoid(a) or sigmoid(-a) (0 or 1 past the template's width).
+            nchunk = (W + kChunk - 1) / kChunk;
+            chunk_alias.resize(static_cast<std::size_t>(D - 1) * W * nchunk * kChunkOutcomes);
+            std::vector<double> weight(kChunkOutcomes), q;
+            std::vector<int> small, large;
+            for (int l = 0; l + 1 < D; ++l)
+                for (int j = 0; j < W; ++j)
+                    for (int c = 0; c < nchunk; ++c) {
+                        const double* a = edge_t.data() + col_index(l, j);
+                        for (int o = 0; o < kChunkOutcomes; ++o) {
+                            double w = 1.0;
+                            for (int t = 0; t < kChunk; ++t) {
+                                const int i = c * kChunk + t;
+                                const bool set = (o >> t) & 1;
+                                w = w * (i < W ? sigmoid(set ? a[i] : -a[i]) : (set ? 0.0 : 1.0));
+                            }
+                            weight[o] = w;
+                        }
+                        build_alias(weight.data(), kChunkOutcomes,
+                                    chunk_alias.data() + chunk_index(l, j, c), q, small, large);
+                    }
             // For narrow templates, every column's sum of chosen logits is tabulated by subset,
             // built by adding the highest member last so that each entry is the ascending sum
             // column_logp computes (bit for bit).
@@ -199,6 +282,9 @@ public:
 
     std::size_t col_index(int l, int j) const {
         return (static_cast<std::size_t>(l) * p_.W + j) * p_.W;
+    }
+    std::size_t chunk_index(int l, int j, int c) const {
+        return ((static_cast<std::size_t>(l) * p_.W + j) * nchunk + c) * kChunkOutcomes;
     }
     std::size_t single_index(int l, int j, int w) const {
         return ((static_cast<std::size_t>(l) * p_.W + j) * p_.W + (w - 1)) * p_.W;
@@ -226,10 +312,10 @@ public:
         return column_logp(l, j, w, mask, sum_a);
     }
 
-    const Logits& p_;
+    const Logits p_;  // pointers into arrays that outlive the tables
+    int nchunk = 0;   // chunks per column (sampling tables only)
     std::vector<double> ldepth, lwidth, lmodel, lrole, edge_t, negsp, single_table, subset_sum;
-    std::vector<AliasSlot> depth_alias, width_alias, model_alias, role_alias;
-    std::vector<std::uint64_t> edge_thr;
+    std::vector<AliasSlot> depth_alias, width_alias, model_alias, role_alias, chunk_alias;
 };
 
 // One graph's structure as the kernels read it: depth, widths, models, roles, and the
@@ -443,8 +529,8 @@ inline BadValue grad_log_prob(const Logits& p, const std::int16_t* model,
     return bad;
 }
 
-// Output buffers of sample_graphs, with room for n graphs. role and edges must arrive zero-filled
-// (a calloc'ed array costs nothing until touched); model is written in full.
+// Output buffers of sample_graphs, with room for n graphs; every byte of an accepted graph's rows
+// is written (the buffers need no initialisation).
 struct SampleOut {
     std::int16_t* model;  // [n, D, W]
     std::int8_t* role;    // [n, D, W]
@@ -457,36 +543,33 @@ struct SampleStats {
     std::int64_t drawn = 0;
 };
 
-// Draws graphs until n are accepted or max_draws have been drawn. When Conditioned, a graph whose
-// FLOPs exceed `budget` is rejected as early as a bound allows: all models are drawn first (the
-// draws are independent given depth and widths, so the order does not change the distribution),
-// which bounds the FLOPs from below before any edge is drawn; then after each node, its exact
-// partial sum plus the bound of the nodes still to come. The exact FLOPs are summed node by node
-// in graph_cost's order, so acceptance agrees with feasible() bit for bit.
+// Draws graphs until n are accepted or max_draws have been drawn; the draws, in the order they
+// read words from the stream, are those of pytts._reference (its docstring states them):
+//   depth; the width of each layer; the model of each node, in (layer, slot) order; the role of
+//   each node after layer 0; then column by column (node (l+1, j) in that order) its
+//   predecessors: nothing drawn when layer l has one node (the edge is certain), else one subset
+//   draw per chunk of candidates and, if no candidate came up, one uniform pick among them.
+// When Conditioned, a graph whose FLOPs exceed `budget` is rejected as early as a bound allows:
+// after the models (which bound the FLOPs from below before any role or edge is drawn), and
+// after each column (its exact partial sum plus the bound of the nodes still to come). The
+// exact FLOPs are summed node by node in graph_cost's order, so acceptance agrees with
+// feasible() bit for bit.
+//
+// Models and roles are drawn in one flat loop over the graph's nodes, and the chunks of a column
+// in a loop of fixed length whose draws that do not happen load their word and advance by 0:
+// widths are random, and loops or branches on them would be mispredicted often.
 template <bool Conditioned>
-SampleStats sample_graphs(const Logits& p, const ProbTables& t, const ModelCosts* mc,
-                          double base_prompt, std::int64_t n, std::uint64_t seed, double budget,
+SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base_prompt,
+                          std::int64_t n, std::uint64_t seed, double budget,
                           std::int64_t max_draws, SampleOut out) {
-    const int D = p.D, W = p.W, K = p.K, R = p.R;
+    const Logits& p = t.p_;
+    const int D = p.D, W = p.W, K = p.K, R = p.R, C = t.nchunk;
     const std::int64_t nslot = static_cast<std::int64_t>(D) * W;
     const std::int64_t nedge = static_cast<std::int64_t>(D - 1) * W * W;
-    Xoshiro256ss rng(seed);
+    const std::size_t max_words = 1 + D + 2 * static_cast<std::size_t>(nslot) +
+                                  static_cast<std::size_t>(D - 1) * W * (C + 1);
+    WordStream words(seed, max_words);
     SampleStats st;
-
-    // FLOPs of a node of model k: exact without predecessors (first layer, node_lower[k]), and
-    // a lower bound with at least one (node_lower[K + k]).
-    std::vector<double> node_lower(2 * static_cast<std::size_t>(K), 0.0);
-    if (Conditioned) {
-        double min_out = std::numeric_limits<double>::infinity();
-        for (int k = 0; k < K; ++k) min_out = std::min(min_out, mc->out_tokens[k]);
-        for (int k = 0; k < K; ++k) {
-            node_lower[k] = mc->node_flops(k, base_prompt);
-            node_lower[K + k] = mc->node_flops(k, base_prompt + min_out);
-        }
-    }
-    const double* node0 = node_lower.data();
-    std::vector<int> iota(nslot + kMaxWidth);
-    for (int s = 0; s < nslot; ++s) iota[s] = s;
 
     // Early rejection with a partial sum plus the lower bound of the nodes still to come is only
     // sound up to rounding (the two sums run in different orders), so it demands a relative
@@ -495,159 +578,179 @@ SampleStats sample_graphs(const Logits& p, const ProbTables& t, const ModelCosts
     const bool early_exit = Conditioned && budget > 0.0;
     const double budget_margin = budget * (1.0 + 1e-12);
 
-    int w[kMaxDepth];
-    int m[kMaxDepth * kMaxWidth];
-    // Slots of the graph's nodes in (layer, slot) order: one flat loop over nodes instead of a
-    // loop per layer, whose random trip counts would each cost a branch misprediction.
+    // Per node q, in (layer, slot) order, with room for a whole template row past the last:
+    // its slot and its layer.
     int slot[kMaxDepth * kMaxWidth + kMaxWidth];
-    double rest[kMaxDepth * kMaxWidth + 1];  // lower bound of the FLOPs of nodes q, q+1, ...
-    double out_prev[kMaxWidth];
+    int layer[kMaxDepth * kMaxWidth + kMaxWidth];
+    int w[kMaxDepth];                           // width of each layer
+    int m[kMaxDepth * kMaxWidth];               // model of each slot
+    double outs[kMaxDepth * kMaxWidth];         // its output tokens (read masked, so kept finite)
+    std::fill(outs, outs + nslot, 0.0);
+    double rest[kMaxDepth * kMaxWidth + 1];     // lower bound of the FLOPs of nodes q, q+1, ...
+    double min_out[kMaxDepth + 1];              // [l + 1]: smallest output of layer l; [0] = 0
+    std::uint64_t live[kMaxWidth + 1];          // [w]: the low w bits
+    for (int w = 0; w <= kMaxWidth; ++w)
+        live[w] = w == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << w) - 1;
+    int r[kMaxDepth * kMaxWidth];               // role of each slot after layer 0
     const double* subset = t.subset_sum.empty() ? nullptr : t.subset_sum.data();
-    const std::size_t col_stride = static_cast<std::size_t>(W);  // between columns j, j+1
     const std::size_t subset_stride = subset ? std::size_t{1} << W : 0;
+    // Narrow templates (the subset table exists): a layer's edges are one 8x8 bit matrix, bit
+    // 8i + j for edge (l, i) -> (l + 1, j), written out once the graph is accepted.
+    const bool narrow = subset != nullptr;
+    std::uint64_t layer_bits[kMaxDepth];
+    const std::uint8_t* edges_end = out.edges + n * nedge;
 
     while (st.accepted < n && st.drawn < max_draws) {
         ++st.drawn;
-        const int d = draw_alias(rng.next(), t.depth_alias.data(), D) + 1;
+        words.reserve(max_words);
+        const int d = draw_alias(words.next(), t.depth_alias.data(), D) + 1;
         double ls = t.ldepth[d - 1];
-        int nodes = 0;
+        int nodes = 0, first_later = 0;  // first_later: flat index after layer 0
         for (int l = 0; l < d; ++l) {
             const std::size_t row = (static_cast<std::size_t>(d - 1) * D + l) * W;
-            const int k = draw_alias(rng.next(), t.width_alias.data() + row, W);
-            w[l] = k + 1;
+            const int k = draw_alias(words.next(), t.width_alias.data() + row, W);
             ls += t.lwidth[row + k];
-            // A fixed-length copy (slot and iota have spare entries): nothing to mispredict, and
-            // for narrow templates a constant size that compiles to two vector moves.
-            if (W <= 8)
-                std::memcpy(slot + nodes, iota.data() + l * W, 8 * sizeof(int));
-            else
-                std::memcpy(slot + nodes, iota.data() + l * W, W * sizeof(int));
+            w[l] = k + 1;
+            for (int i = 0; i < W; ++i) {
+                slot[nodes + i] = l * W + i;
+                layer[nodes + i] = l;
+            }
             nodes += k + 1;
+            first_later = l == 0 ? nodes : first_later;
         }
-        // Lower bound on the FLOPs, node by node in graph_cost's order: a node after layer 0 has
-        // at least one predecessor, so its prompt is at least base + the smallest output in the
-        // pool. Each term is <= the exact one and rounding is monotone, so the bound never
-        // exceeds the exact sum.
+        // Models, and when Conditioned a lower bound on the FLOPs, node by node in graph_cost's
+        // order: a node after layer 0 reads at least one answer of the layer before, so its
+        // prompt is at least base + the smallest output among that layer's models (complete by
+        // the time its first node comes: nodes run in layer order). Each term is <= the exact
+        // one and rounding is monotone, so the bound never exceeds the exact sum.
         double lm = 0.0, lower = 0.0;
-        const int w0 = w[0];
+        if (Conditioned)
+            for (int l = 0; l <= d; ++l)
+                min_out[l] = l == 0 ? 0.0 : std::numeric_limits<double>::infinity();
         for (int q = 0; q < nodes; ++q) {
-            const int sq = slot[q];
-            const std::size_t s = static_cast<std::size_t>(sq) * K;
-            const int k = draw_alias(rng.next(), t.model_alias.data() + s, K);
-            m[sq] = k;
-            lm += t.lmodel[s + k];
+            const int s = slot[q];
+            const std::size_t row = static_cast<std::size_t>(s) * K;
+            const int k = draw_alias(words.next(), t.model_alias.data() + row, K);
+            m[s] = k;
+            lm += t.lmodel[row + k];
             if (Conditioned) {
-                rest[q] = node_lower[static_cast<std::size_t>(q >= w0) * K + k];
+                const int l = layer[q];
+                outs[s] = mc->out_tokens[k];
+                min_out[l + 1] = std::min(min_out[l + 1], outs[s]);
+                rest[q] = mc->node_flops(k, base_prompt + min_out[l]);
                 lower += rest[q];
             }
         }
-        if (Conditioned && lower > budget) continue;
-        if (early_exit) {
+        if (Conditioned) {
+            if (lower > budget) continue;
             rest[nodes] = 0.0;
             for (int q = nodes - 1; q >= 0; --q) rest[q] += rest[q + 1];
         }
 
-        // Write into the next output row (role and edges arrive zeroed).
-        std::int16_t* om = out.model + st.accepted * nslot;
-        std::int8_t* orl = out.role + st.accepted * nslot;
-        std::uint8_t* oe = out.edges + st.accepted * nedge;
-        for (int s = 0; s < nslot; ++s) om[s] = -1;
-        for (int q = 0; q < nodes; ++q) om[slot[q]] = static_cast<std::int16_t>(m[slot[q]]);
         double lr = 0.0;
-        for (int q = w[0]; q < nodes; ++q) {
+        for (int q = first_later; q < nodes; ++q) {
             const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
-            const int k = draw_alias(rng.next(), t.role_alias.data() + s, R);
-            orl[slot[q]] = static_cast<std::int8_t>(k);
+            const int k = draw_alias(words.next(), t.role_alias.data() + s, R);
+            r[slot[q]] = k;
             lr += t.lrole[s + k];
         }
 
         double F = 0.0;
         if (Conditioned)
-            for (int i = 0; i < w[0]; ++i) {
-                F += node0[m[i]];
-                out_prev[i] = mc->out_tokens[m[i]];
-            }
+            for (int q = 0; q < first_later; ++q) F += mc->node_flops(m[q], base_prompt);
         double lc = 0.0;
         bool rejected = false;
-        int q_next = w[0];  // flat index of the node whose column is drawn next
+        std::uint8_t* oe = out.edges + st.accepted * nedge;
+        if (!narrow) std::memset(oe, 0, static_cast<std::size_t>(nedge));  // columns land here
+        int q = first_later;  // flat index of the node whose column is drawn next
         for (int l = 0; l + 1 < d && !rejected; ++l) {
             const int wl = w[l], wn = w[l + 1];
-            // Per-layer bases; each column j then steps by a fixed stride.
-            const std::size_t c0 = t.col_index(l, 0);
-            const std::uint64_t* thr = t.edge_thr.data() + c0;
-            const double* a = t.edge_t.data() + c0;
-            const double* negsp = t.negsp.data() + c0 + (wl - 1);
-            const double* sub = subset ? subset + c0 / W * subset_stride : nullptr;
-            // Single-predecessor terms of this layer at width wl, column j at + j * W * W.
+            // This layer's tables; column j is a fixed stride further.
+            const std::uint64_t keep_mask = live[wl];
+            const AliasSlot* chunk = t.chunk_alias.data() + t.chunk_index(l, 0, 0);
+            const std::size_t chunk_stride = static_cast<std::size_t>(C) * kChunkOutcomes;
+            const double* negsp = t.negsp.data() + static_cast<std::size_t>(l) * W * W + wl - 1;
             const double* single =
                 t.single_table.empty() ? nullptr : t.single_table.data() + t.single_index(l, 0, wl);
-            const int* mn = m + (l + 1) * W;
-            std::uint8_t* col = oe + static_cast<std::int64_t>(l) * W * W;  // + j, stride W over i
-            for (int j = 0; j < wn; ++j, thr += col_stride, a += col_stride,
-                     negsp += col_stride, col += 1, sub += subset_stride) {
+            const double* sub = narrow ? subset + static_cast<std::size_t>(l) * W * subset_stride
+                                       : nullptr;
+            const double* a = t.edge_t.data() + static_cast<std::size_t>(l) * W * W;
+            const double* o = outs + static_cast<std::size_t>(l) * W;
+            std::uint8_t* col = oe + static_cast<std::size_t>(l) * W * W;  // + j, stride W over i
+            std::uint64_t bits = 0;
+            for (int j = 0; j < wn; ++j, ++q, chunk += chunk_stride, negsp += W, a += W) {
+                // Chunks past the first ceil(wl / kChunk), and all of them when wl == 1, are
+                // not drawn: their word is loaded but not consumed, and their outcome masked.
                 std::uint64_t mask = 0;
-                double sum_a = 0.0;
-                double prompt = base_prompt;
-                if (wl == 1) {
-                    // One candidate: drawn or not, the fallback makes the edge certain.
-                    mask = 1;
-                    col[0] = 1;
-                    sum_a = a[0];
-                    if (Conditioned) prompt += out_prev[0];
-                } else {
-                    // Both halves of each 64-bit output are uniforms; a trailing half is dropped.
-                    for (int i = 0; i < wl; i += 2) {
-                        const std::uint64_t r = rng.next();
-                        const std::uint64_t x0 = static_cast<std::uint32_t>(r) < thr[i];
-                        const std::uint64_t x1 = ((r >> 32) < thr[i + 1]) & (i + 1 < wl);
-                        mask |= (x0 << i) | (x1 << (i + 1));
-                        col[static_cast<std::size_t>(i) * W] = static_cast<std::uint8_t>(x0);
-                        if (!sub) sum_a += select_or_zero(x0, a[i]);
-                        if (Conditioned) prompt += select_or_zero(x0, out_prev[i]);
-                        if (i + 1 < wl) {
-                            col[static_cast<std::size_t>(i + 1) * W] = static_cast<std::uint8_t>(x1);
-                            if (!sub) sum_a += select_or_zero(x1, a[i + 1]);
-                            if (Conditioned) prompt += select_or_zero(x1, out_prev[i + 1]);
-                        }
-                    }
-                    if (mask == 0) {
-                        // No predecessor drawn: one, uniformly (the sums above are still zero).
-                        const int is = static_cast<int>(
-                            ((rng.next() >> 32) * static_cast<std::uint64_t>(wl)) >> 32);
-                        mask = std::uint64_t{1} << is;
-                        col[static_cast<std::size_t>(is) * W] = 1;
-                        sum_a = a[is];
-                        if (Conditioned) prompt += out_prev[is];
-                    }
-                    if (sub) sum_a = sub[mask];
+                for (int c = 0; c < C; ++c) {
+                    const std::uint64_t take = (wl > 1) & (c * kChunk < wl);
+                    const std::uint32_t u = words.peek();
+                    words.advance(take);
+                    const auto x = static_cast<std::uint64_t>(
+                        draw_alias(u, chunk + c * kChunkOutcomes, kChunkOutcomes));
+                    mask |= (x & (0 - take)) << (c * kChunk);
                 }
-                // The column term of ProbTables::column_logp, with the per-layer pointers.
-                const bool lone = (mask & (mask - 1)) == 0;
+                mask &= keep_mask;
+                mask |= static_cast<std::uint64_t>(wl == 1);  // one candidate: the edge is certain
+                // No candidate came up: one uniform pick (rare enough for a branch).
+                if (mask == 0) mask = std::uint64_t{1} << draw_uniform(words.next(), wl);
+
+                double sum_a = 0.0;
+                if (narrow) {
+                    bits |= kSpread8.bytes[mask] << j;
+                    sum_a = sub[static_cast<std::size_t>(j) * subset_stride + mask];
+                } else {
+                    for (int i = 0; i < W; ++i) {
+                        const std::uint64_t x = (mask >> i) & 1u;
+                        col[j + static_cast<std::size_t>(i) * W] = static_cast<std::uint8_t>(x);
+                        sum_a += select_or_zero(x, a[i]);
+                    }
+                }
+                // The column term of ProbTables::column_logp.
+                const std::uint64_t lone = (mask & (mask - 1)) == 0;
                 const int first = __builtin_ctzll(mask);
                 const double extra =
-                    !lone ? 0.0
-                          : single ? single[static_cast<std::size_t>(j) * W * W + first]
-                                   : t.compute_single(l, first, j, wl);
+                    single ? select_or_zero(lone, single[static_cast<std::size_t>(j) * W * W + first])
+                           : (lone ? t.compute_single(l, first, j, wl) : 0.0);
                 lc += (*negsp + sum_a) + extra;
                 if (Conditioned) {
-                    F += mc->node_flops(mn[j], prompt);
-                    ++q_next;
-                    if (early_exit && F + rest[q_next] > budget_margin) {
+                    double prompt = base_prompt;
+                    for (int i = 0; i < W; ++i) prompt += select_or_zero((mask >> i) & 1u, o[i]);
+                    F += mc->node_flops(m[(l + 1) * W + j], prompt);
+                    if (early_exit && F + rest[q + 1] > budget_margin) {
                         rejected = true;
                         break;
                     }
                 }
             }
-            if (Conditioned) {
-                if (F > budget) rejected = true;
-                for (int j = 0; j < wn; ++j) out_prev[j] = mc->out_tokens[mn[j]];
-            }
+            layer_bits[l] = bits;
         }
-        if (rejected) {
-            // Hand the row back zeroed to the next attempt.
-            std::memset(orl, 0, static_cast<std::size_t>(nslot));
-            std::memset(oe, 0, static_cast<std::size_t>(nedge));
-            continue;
+        if (Conditioned && F > budget) rejected = true;
+        if (rejected) continue;
+
+        // Write the accepted graph into the next output row, every byte of it.
+        std::int16_t* om = out.model + st.accepted * nslot;
+        std::int8_t* orl = out.role + st.accepted * nslot;
+        for (int s = 0; s < nslot; ++s) om[s] = -1;
+        for (int q = 0; q < nodes; ++q) om[slot[q]] = static_cast<std::int16_t>(m[slot[q]]);
+        std::memset(orl, 0, static_cast<std::size_t>(nslot));
+        for (int q = first_later; q < nodes; ++q) orl[slot[q]] = static_cast<std::int8_t>(r[slot[q]]);
+        if (narrow) {
+            // Row (l, i) of the edges is byte i of each column's spread mask: bits 8i.. of the
+            // layer's matrix, spread again. Whole 8-byte stores, in ascending order, so that
+            // the zero bytes past a row of W < 8 land on the next row before it is written;
+            // only the output's very last row is stored byte by byte.
+            for (int l = 0; l + 1 < D; ++l) {
+                const std::uint64_t bits = l + 1 < d ? layer_bits[l] : 0;
+                for (int i = 0; i < W; ++i) {
+                    const std::uint64_t row = kSpread8.bytes[(bits >> (8 * i)) & 0xFF];
+                    std::uint8_t* dst = oe + (static_cast<std::size_t>(l) * W + i) * W;
+                    if (dst + 8 <= edges_end)
+                        std::memcpy(dst, &row, 8);
+                    else
+                        for (int j = 0; j < W; ++j) dst[j] = static_cast<std::uint8_t>(row >> (8 * j));
+                }
+            }
         }
         out.logp[st.accepted] = ((ls + lm) + lr) + lc;
         ++st.accepted;

@@ -1,11 +1,12 @@
 """NumPy reference of every kernel of ``pytts._core``: same names, same signatures, same results.
 
 This is the test oracle for the compiled kernels and the fallback when no compiler was present.
-Inputs are trusted here (``pytts.kernels`` validates them once); shapes, per DESIGN.md:
+Inputs are trusted here (``pytts.kernels`` validates them once); shapes:
 ``depth_logits[D]``, ``width_logits[D, D, W]``, ``model_logits[D, W, K]``,
 ``role_logits[D, W, R]``, ``edge_logits[D-1, W, W]``; graphs ``model[B, D, W]`` int16,
-``role[B, D, W]`` int8, ``edges[B, D-1, W, W]`` uint8; ``model_costs[K, 5]`` with columns
-params_b, out_tokens, prefill_tps, decode_tps, overhead_s.
+``role[B, D, W]`` int8, ``edges[B, D-1, W, W]`` uint8; ``model_costs[K, 5]`` with the columns
+of `pytts.constants.COST_COLUMNS` (flops_per_token, out_tokens, prefill_tps, decode_tps,
+overhead_s).
 
 Sampling semantics (the distribution a ProbGraph defines): depth ``d ~ Cat(softmax(depth))``;
 for each layer ``l < d`` width ``w_l ~ Cat(softmax(width[d-1, l]))`` and the layer fills slots
@@ -13,7 +14,9 @@ for each layer ``l < d`` width ``w_l ~ Cat(softmax(width[d-1, l]))`` and the lay
 are assistants); each edge into an active node of layer ``l+1`` from an active node of layer
 ``l`` is an independent ``Bernoulli(sigmoid(edge[l, i, j]))``; a node that drew no predecessor
 gets one chosen uniformly. ``log_prob`` is the exact log-probability of the resulting graph (a
-one-predecessor column can arise from either path, and both are counted).
+one-predecessor column can arise from either path, and both are counted). The draws themselves,
+and the stream of random words they read (`random_words`), are stated at `_draw_graph`: both
+backends make them in that order from the same tables, so one seed gives the same graphs.
 
 Floating-point sums over slots and predecessors run in slot order, as in the C++ loops, so that
 costs (and therefore feasibility) agree bit for bit.
@@ -24,12 +27,20 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from scipy.special import expit, log_softmax, softmax
 
-FNV_OFFSET = 0xCBF29CE484222325
-FNV_PRIME = 0x100000001B3
+from .constants import FNV_OFFSET, FNV_PRIME, MAX_DEPTH, MAX_MODELS, MAX_ROLES, MAX_WIDTH
+from .logspace import log_softmax, sigmoid, softmax, softplus
+
+# Exactly the names of pytts._core (a test checks it); the sampler's building blocks below
+# (stream, tables) are shared with bench/numba_impl.py but are not part of the kernel API.
+__all__ = ["FNV_OFFSET", "FNV_PRIME", "MAX_DEPTH", "MAX_MODELS", "MAX_ROLES", "MAX_WIDTH",
+           "Sampler", "feasible", "grad_log_prob", "graph_cost", "intern_answers", "log_prob",
+           "sample_graphs", "vote"]
+
 _MASK64 = (1 << 64) - 1
 _MASK63 = (1 << 63) - 1
 
@@ -56,17 +67,13 @@ def _structure(model: np.ndarray, role: np.ndarray, edges: np.ndarray):
     return valid, depth, widths, active
 
 
-def _softplus(a: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, a)
-
-
 # ---------------------------------------------------------------- cost
 def graph_cost(model, role, edges, model_costs, base_prompt_tokens):
     """FLOPs and critical-path latency of each graph (see pytts.cost for the formulas)."""
     bsz, d, w = model.shape
     active = model >= 0
     idx = np.where(active, model, 0)
-    params, out, prefill, decode, overhead = (model_costs[idx, c] for c in range(5))
+    flops_per_token, out, prefill, decode, overhead = (model_costs[idx, c] for c in range(5))
     flops = np.zeros(bsz)
     latency = np.zeros(bsz)
     finish_prev = np.zeros((bsz, w))
@@ -79,7 +86,7 @@ def graph_cost(model, role, edges, model_costs, base_prompt_tokens):
                 p = pred[:, i, :]
                 prompt = np.where(p, prompt + out[:, l - 1, i, None], prompt)
                 wait = np.where(p, np.maximum(wait, finish_prev[:, i, None]), wait)
-        node_flops = 2e9 * params[:, l] * (prompt + out[:, l])
+        node_flops = flops_per_token[:, l] * (prompt + out[:, l])
         node_lat = overhead[:, l] + prompt / prefill[:, l] + out[:, l] / decode[:, l]
         finish = np.where(active[:, l], node_lat + wait, 0.0)
         for i in range(w):
@@ -125,7 +132,7 @@ def log_prob(depth_logits, width_logits, model_logits, role_logits, edge_logits,
         a = edge_logits[l]
         mask = active[:, l, :, None] & active[:, l + 1, None, :]
         x = edges[:, l].astype(bool) & mask
-        term = np.where(mask, np.where(x, a, 0.0) - _softplus(a), 0.0).sum(axis=(1, 2))
+        term = np.where(mask, np.where(x, a, 0.0) - softplus(a), 0.0).sum(axis=(1, 2))
         single, src = _single_pred_columns(x, active[:, l + 1])
         a_src = a[src, slots[None, :]]
         log_w = np.log(np.maximum(widths[:, l], 1))[:, None]
@@ -178,92 +185,374 @@ def grad_log_prob(depth_logits, width_logits, model_logits, role_logits, edge_lo
         single, _ = _single_pred_columns(x, active[:, l + 1])
         log_w = np.log(np.maximum(widths[:, l], 1))[:, None, None]
         # a one-predecessor column's source gets sigmoid(a + log w) instead of 1 (see docs)
-        pull = np.where(single[:, None, :], expit(a[None] + log_w), 1.0)
-        per = np.where(mask, np.where(x, pull, 0.0) - expit(a)[None], 0.0)
+        pull = np.where(single[:, None, :], sigmoid(a[None] + log_w), 1.0)
+        per = np.where(mask, np.where(x, pull, 0.0) - sigmoid(a)[None], 0.0)
         g_edge[l] = np.einsum("b,bij->ij", weights, per)
     return g_depth, g_width, g_model, g_role, g_edge
 
 
 # ---------------------------------------------------------------- sampling
-def _inverse_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Category index for uniforms ``u[...]`` and matching cumulative rows ``cdf[..., C]``."""
-    return np.minimum((cdf <= u[..., None]).sum(axis=-1), cdf.shape[-1] - 1)
+# The sampler turns the logits into tables (alias tables, the terms of the log-probability) and
+# draws from a stream of 32-bit random words with the same operations, in the same order, as the
+# C++ kernel (csrc/sample.hpp): Python floats are IEEE doubles and `math` calls the same C
+# library, so the tables, the draws and the log-probabilities summed along the way are the
+# compiled kernel's, bit for bit.
+
+_M64 = (1 << 64) - 1
+_M32 = (1 << 32) - 1
+CHUNK = 4
+"""Predecessor candidates are drawn this many at a time: one subset draw per chunk."""
 
 
-def _draw(rng: np.random.Generator, m: int, depth_logits, width_logits, model_logits,
-          role_logits, edge_logits):
-    d, w = model_logits.shape[:2]
-    depth = _inverse_cdf(np.cumsum(softmax(depth_logits)), rng.random(m)) + 1
-    cdf_w = np.cumsum(softmax(width_logits, axis=-1), axis=-1)
-    widths = np.zeros((m, d), np.int64)
+def _splitmix64(state: int) -> tuple[int, int]:
+    state = (state + 0x9E3779B97F4A7C15) & _M64
+    z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return state, z ^ (z >> 31)
+
+
+def seed_state(seed: int) -> tuple[int, int, int, int]:
+    """The xoshiro256** state for ``seed``: four splitmix64 outputs (never all zero)."""
+    state, words = seed, []
+    for _ in range(4):
+        state, z = _splitmix64(state)
+        words.append(z)
+    if not any(words):
+        words[0] = 1
+    return words[0], words[1], words[2], words[3]
+
+
+def random_words(seed: int) -> Iterator[int]:
+    """The sampler's random words: each xoshiro256** output gives two, its high half first."""
+    s0, s1, s2, s3 = seed_state(seed)
+    while True:
+        x = (s1 * 5) & _M64
+        r = ((((x << 7) | (x >> 57)) & _M64) * 9) & _M64
+        t = (s1 << 17) & _M64
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = ((s3 << 45) | (s3 >> 19)) & _M64
+        yield r >> 32
+        yield r & _M32
+
+
+def _llround(x: float) -> int:
+    """C's llround for x >= 0 (halves away from zero)."""
+    f = math.floor(x)
+    return int(f) + (1 if x - f >= 0.5 else 0)
+
+
+def alias_table(weights: Sequence[float]) -> tuple[list[int], list[int]]:
+    """The Walker/Vose alias table ``(keep, alias)`` of one row of unnormalised weights: a draw
+    landing in bucket b keeps b when its 32-bit fraction is below ``keep[b]`` (``2**32``:
+    always), else takes ``alias[b]``."""
+    n = len(weights)
+    q = list(weights)
+    total = 0.0
+    for v in q:
+        total += v
+    small: list[int] = []
+    large: list[int] = []
+    for k in range(n):
+        q[k] = q[k] / total * n
+        (small if q[k] < 1.0 else large).append(k)
+    keep, alias = [1 << 32] * n, list(range(n))  # what is left over always keeps
+    while small and large:
+        sk, lk = small.pop(), large[-1]
+        keep[sk], alias[sk] = _llround(q[sk] * 4294967296.0), lk
+        q[lk] = (q[lk] + q[sk]) - 1.0
+        if q[lk] < 1.0:
+            large.pop()
+            small.append(lk)
+    return keep, alias
+
+
+def _log_softmax_rows(x: np.ndarray) -> list[float]:
+    """Log-softmax of each row along the last axis, flattened."""
+    out: list[float] = []
+    for row in x.reshape(-1, x.shape[-1]).tolist():
+        mx = max(row)
+        s = 0.0
+        for v in row:
+            s += math.exp(v - mx)
+        lse = mx + math.log(s)
+        out.extend(v - lse for v in row)
+    return out
+
+
+def _sigmoid(a: float) -> float:
+    if a >= 0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+def _softplus(a: float) -> float:
+    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+
+
+def _logaddexp(x: float, y: float) -> float:
+    return max(x, y) + math.log1p(math.exp(-abs(x - y)))
+
+
+class AliasRows:
+    """Alias tables of equal rows of ``n`` categories, flat: row ``r`` starts at ``r * n``."""
+
+    def __init__(self, weight_rows: Iterable[Sequence[float]], n: int) -> None:
+        self.n = n
+        self.keep: list[int] = []
+        self.alias: list[int] = []
+        for weights in weight_rows:
+            keep, alias = alias_table(weights)
+            self.keep += keep
+            self.alias += alias
+
+    def draw(self, u: int, row: int) -> int:
+        """A category of ``row`` from one 32-bit word: ``u * n`` splits into the bucket (its
+        high 32 bits) and the fraction that decides keep or alias (its low 32 bits)."""
+        x = u * self.n
+        b = row * self.n + (x >> 32)
+        return b - row * self.n if (x & _M32) < self.keep[b] else self.alias[b]
+
+
+class SamplerTables:
+    """What the sampler reads, derived once from the logits: log-softmax rows and their alias
+    tables, the edge logits transposed to columns (``edge_t[(l * W + j) * W + i]`` is the logit
+    of edge ``(l, i) -> (l + 1, j)``), ``negsp`` (at ``i``: ``-sum_{i' <= i} softplus``), and per
+    column, chunk by chunk, the alias table over the ``2**CHUNK`` subsets of the chunk's
+    candidates (the product of their Bernoullis; 0 or 1 past the template's width)."""
+
+    def __init__(self, depth_logits, width_logits, model_logits, role_logits, edge_logits):
+        d, w, k = model_logits.shape
+        self.dims = (d, w, k, role_logits.shape[2])
+        self.ldepth = _log_softmax_rows(depth_logits)
+        self.lwidth = _log_softmax_rows(width_logits)
+        self.lmodel = _log_softmax_rows(model_logits)
+        self.lrole = _log_softmax_rows(role_logits)
+        self.depth_alias, self.width_alias, self.model_alias, self.role_alias = (
+            AliasRows(_rows([math.exp(v) for v in logp], n), n)
+            for logp, n in ((self.ldepth, d), (self.lwidth, w), (self.lmodel, k),
+                            (self.lrole, self.dims[3])))
+        self.edge_t: list[float] = np.transpose(edge_logits, (0, 2, 1)).ravel().tolist()
+        self.negsp: list[float] = []
+        for column in _rows(self.edge_t, w):
+            acc = 0.0
+            for a in column:
+                acc += _softplus(a)
+                self.negsp.append(-acc)
+        self.nchunk = (w + CHUNK - 1) // CHUNK
+        self.chunk_alias = AliasRows(
+            (_chunk_weights(column, c) for column in _rows(self.edge_t, w)
+             for c in range(self.nchunk)), 1 << CHUNK)
+        self._single: dict[tuple[int, int], float] = {}
+
+    def single(self, e: int, wl: int) -> float:
+        """The extra log-probability of a lone predecessor (edge ``edge_t[e]``) among ``wl``
+        candidates, which the uniform fallback may have drawn: ``logaddexp(a, -log wl) - a``."""
+        key = (e, wl)
+        if key not in self._single:
+            a = self.edge_t[e]
+            self._single[key] = _logaddexp(a, -math.log(float(wl))) - a
+        return self._single[key]
+
+
+def _rows(flat: list[float], n: int) -> list[list[float]]:
+    return [flat[base:base + n] for base in range(0, len(flat), n)]
+
+
+def _chunk_weights(column: list[float], c: int) -> list[float]:
+    """Weight of each subset ``o`` of chunk ``c`` of a column's candidates (bit t: candidate
+    ``c * CHUNK + t`` is a predecessor), multiplied in candidate order."""
+    weights = []
+    for o in range(1 << CHUNK):
+        weight = 1.0
+        for t in range(CHUNK):
+            i, on = c * CHUNK + t, (o >> t) & 1
+            if i < len(column):
+                weight = weight * _sigmoid(column[i] if on else -column[i])
+            else:
+                weight = weight * (0.0 if on else 1.0)
+        weights.append(weight)
+    return weights
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """What budget-conditioned sampling reads: per-model FLOPs per token and output tokens."""
+
+    flops_per_token: list[float]
+    out_tokens: list[float]
+    base: float
+    budget: float
+
+    def node_flops(self, k: int, prompt: float) -> float:
+        return self.flops_per_token[k] * (prompt + self.out_tokens[k])
+
+    def lower_bounds(self, models: list[list[int]]) -> list[float] | None:
+        """For each node in (layer, slot) order, a lower bound of the FLOPs of it and every
+        later node (plus a final 0); None if the whole graph's bound exceeds the budget.
+
+        A node after layer 0 reads at least one answer of the layer before, so its prompt is
+        at least ``base`` plus the smallest output among that layer's models; each term is at
+        most the exact one, and rounding is monotone, so the bound never exceeds the exact sum.
+        """
+        rest: list[float] = []
+        lower = min_out = 0.0
+        for layer in models:
+            prompt = self.base + min_out
+            for k in layer:
+                rest.append(self.node_flops(k, prompt))
+                lower += rest[-1]
+            min_out = min(self.out_tokens[k] for k in layer)
+        if lower > self.budget:
+            return None
+        rest.append(0.0)
+        for q in range(len(rest) - 2, -1, -1):
+            rest[q] += rest[q + 1]
+        return rest
+
+
+def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
+                ) -> tuple[list[list[int]], list[list[int]], list[list[int]], float] | None:
+    """One draw: ``(models, roles, masks, logp)`` per layer (``masks[l][j]``: the predecessors
+    of node ``(l + 1, j)`` as bits over layer l), or None if the budget rejected it.
+
+    The words are read in this order: the depth; the width of each layer; the model of each node
+    in (layer, slot) order; the role of each node after layer 0; then column by column (layer
+    ``l + 1``, slot ``j``) its predecessors: none when layer ``l`` has one node (the edge is
+    certain), else one subset draw per chunk of CHUNK candidates (candidates past ``w_l`` are
+    dropped) and, if no candidate came up, one uniform pick among the ``w_l``. A conditioned
+    draw is rejected after the models when their lower bound exceeds the budget, and after each
+    column when its exact partial sum plus the bound of the rest exceeds it (by a relative
+    margin of 1e-12, above the rounding error of the two orders of summation), and at the end
+    when the exact sum exceeds it.
+    """
+    d_max, w_max, n_models, n_roles = t.dims
+    d = t.depth_alias.draw(word(), 0) + 1
+    ls = t.ldepth[d - 1]
+    widths = []
     for l in range(d):
-        drawn = _inverse_cdf(cdf_w[depth - 1, l], rng.random(m)) + 1
-        widths[:, l] = np.where(l < depth, drawn, 0)
-    active = np.arange(w)[None, None, :] < widths[:, :, None]
-    cdf_m = np.cumsum(softmax(model_logits, axis=-1), axis=-1)
-    model = np.where(active, _inverse_cdf(cdf_m[None], rng.random((m, d, w))), -1).astype(np.int16)
-    cdf_r = np.cumsum(softmax(role_logits, axis=-1), axis=-1)
-    role = np.where(active, _inverse_cdf(cdf_r[None], rng.random((m, d, w))), 0)
-    role[:, 0] = 0
-    role = role.astype(np.int8)
-    edges = np.zeros((m, max(d - 1, 0), w, w), np.uint8)
-    if d > 1:
-        mask = active[:, :-1, :, None] & active[:, 1:, None, :]
-        x = (rng.random((m, d - 1, w, w)) < expit(edge_logits)[None]) & mask
-        orphan = active[:, 1:, :] & ~x.any(axis=2)                     # [m, D-1, W]
-        pick = np.floor(rng.random((m, d - 1, w)) * widths[:, :-1, None]).astype(np.int64)
-        pick = np.minimum(pick, np.maximum(widths[:, :-1, None] - 1, 0))
-        bb, ll, jj = np.nonzero(orphan)
-        x[bb, ll, pick[bb, ll, jj], jj] = True
-        edges = x.astype(np.uint8)
-    return model, role, edges
+        row = (d - 1) * d_max + l
+        k = t.width_alias.draw(word(), row)
+        widths.append(k + 1)
+        ls += t.lwidth[row * w_max + k]
+    models, lm = [], 0.0
+    for l, wl in enumerate(widths):
+        layer = []
+        for i in range(wl):
+            k = t.model_alias.draw(word(), l * w_max + i)
+            layer.append(k)
+            lm += t.lmodel[(l * w_max + i) * n_models + k]
+        models.append(layer)
+    rest: list[float] = []
+    if cost is not None:
+        bounds = cost.lower_bounds(models)
+        if bounds is None:
+            return None
+        rest = bounds
+    roles, lr = [[0] * widths[0]], 0.0
+    for l in range(1, d):
+        layer = []
+        for i in range(widths[l]):
+            r = t.role_alias.draw(word(), l * w_max + i)
+            layer.append(r)
+            lr += t.lrole[(l * w_max + i) * n_roles + r]
+        roles.append(layer)
+    flops = 0.0
+    if cost is not None:
+        for k in models[0]:
+            flops += cost.node_flops(k, cost.base)
+    early_exit = cost is not None and cost.budget > 0.0
+    masks, lc, q = [], 0.0, widths[0]
+    for l in range(d - 1):
+        wl = widths[l]
+        layer_masks = []
+        for j in range(widths[l + 1]):
+            column = l * w_max + j
+            mask = 1
+            if wl > 1:
+                mask = 0
+                for c in range(-(-wl // CHUNK)):
+                    mask |= t.chunk_alias.draw(word(), column * t.nchunk + c) << (c * CHUNK)
+                mask &= (1 << wl) - 1
+                if mask == 0:
+                    mask = 1 << ((word() * wl) >> 32)
+            layer_masks.append(mask)
+            chosen = [i for i in range(wl) if (mask >> i) & 1]
+            sum_a = 0.0
+            for i in chosen:
+                sum_a += t.edge_t[column * w_max + i]
+            extra = t.single(column * w_max + chosen[0], wl) if len(chosen) == 1 else 0.0
+            lc += (t.negsp[column * w_max + wl - 1] + sum_a) + extra
+            if cost is not None:
+                prompt = cost.base
+                for i in chosen:
+                    prompt += cost.out_tokens[models[l][i]]
+                flops += cost.node_flops(models[l + 1][j], prompt)
+                q += 1
+                if early_exit and flops + rest[q] > cost.budget * (1.0 + 1e-12):
+                    return None
+        masks.append(layer_masks)
+    if cost is not None and flops > cost.budget:
+        return None
+    return models, roles, masks, ((ls + lm) + lr) + lc
+
+
+class Sampler:
+    """The tables of one distribution, built once, for drawing any number of batches from it."""
+
+    def __init__(self, depth_logits, width_logits, model_logits, role_logits, edge_logits):
+        self.tables = SamplerTables(depth_logits, width_logits, model_logits, role_logits,
+                                    edge_logits)
+
+    def sample(self, model_costs, base_prompt_tokens, n, seed, budget, max_draws):
+        """``(model, role, edges, logp, n_drawn)``, as `sample_graphs`."""
+        d, w = self.tables.dims[:2]
+        model = np.full((n, d, w), -1, np.int16)
+        role = np.zeros((n, d, w), np.int8)
+        edges = np.zeros((n, max(d - 1, 0), w, w), np.uint8)
+        logp = np.zeros(n)
+        cost = None
+        if budget != math.inf:
+            cost = _Budget(model_costs[:, 0].tolist(), model_costs[:, 1].tolist(),
+                           float(base_prompt_tokens), float(budget))
+        word = random_words(seed).__next__
+        accepted = drawn = 0
+        while accepted < n and drawn < max_draws:
+            drawn += 1
+            graph = _draw_graph(self.tables, word, cost)
+            if graph is None:
+                continue
+            models, roles, masks, logp[accepted] = graph
+            for l, (layer, layer_roles) in enumerate(zip(models, roles)):
+                model[accepted, l, :len(layer)] = layer
+                role[accepted, l, :len(layer)] = layer_roles
+            for l, layer_masks in enumerate(masks):
+                for j, mask in enumerate(layer_masks):
+                    for i in range(mask.bit_length()):
+                        edges[accepted, l, i, j] = (mask >> i) & 1
+            accepted += 1
+        return model[:accepted], role[:accepted], edges[:accepted], logp[:accepted], drawn
 
 
 def sample_graphs(depth_logits, width_logits, model_logits, role_logits, edge_logits,
                   model_costs, base_prompt_tokens, n, seed, budget, max_draws):
-    """Draw graphs until ``n`` fit the budget or ``max_draws`` were drawn.
+    """Draw graphs until ``n`` fit the budget (``inf``: no budget, and ``model_costs`` is not
+    read) or ``max_draws`` were drawn.
 
-    Returns ``(model, role, edges, logp, n_drawn)`` with only the accepted graphs, in draw order;
-    ``n_drawn`` counts draws up to the last accepted graph (or all of them if fewer than ``n``
-    were accepted). ``logp`` is the unconditioned log-probability.
+    Returns ``(model, role, edges, logp, n_drawn)`` with only the accepted graphs, in draw
+    order, each with its unconditioned log-probability; ``n_drawn`` counts the draws made.
     """
-    d, w = model_logits.shape[:2]
-    rng = np.random.default_rng(seed)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    accepted = drawn = 0
-    last_needed = 0
-    conditioned = math.isfinite(budget)
-    while accepted < n and drawn < max_draws:
-        rate = (accepted + 1) / (drawn + 1)
-        m = int(min(max_draws - drawn, max(256, 1.2 * (n - accepted) / rate)))
-        model, role, edges = _draw(rng, m, depth_logits, width_logits, model_logits,
-                                   role_logits, edge_logits)
-        if conditioned:
-            keep = feasible(model, role, edges, model_costs, base_prompt_tokens, budget)
-        else:
-            keep = np.ones(m, bool)
-        kept = np.flatnonzero(keep)[: n - accepted]
-        if kept.size:
-            last_needed = drawn + int(kept[-1]) + 1
-        parts.append((model[kept], role[kept], edges[kept]))
-        accepted += kept.size
-        drawn += m
-    n_drawn = last_needed if accepted >= n else drawn
-    if parts:
-        model = np.concatenate([p[0] for p in parts])
-        role = np.concatenate([p[1] for p in parts])
-        edges = np.concatenate([p[2] for p in parts])
-    else:
-        model = np.zeros((0, d, w), np.int16)
-        role = np.zeros((0, d, w), np.int8)
-        edges = np.zeros((0, max(d - 1, 0), w, w), np.uint8)
-    logp = log_prob(depth_logits, width_logits, model_logits, role_logits, edge_logits,
-                    model, role, edges)
-    return model, role, edges, logp, n_drawn
+    return Sampler(depth_logits, width_logits, model_logits, role_logits,
+                   edge_logits).sample(model_costs, base_prompt_tokens, n, seed, budget,
+                                       max_draws)
 
 
 # ---------------------------------------------------------------- answers
-def vote(ids, weights):
+def vote(ids, weights=None):
     """Per row: the id with the most (weighted) support; ties to the first seen; -1 = missing."""
     q, b = ids.shape
     present = ids != -1

@@ -29,7 +29,7 @@ def _load_pool(path: str | None):
 def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     """Sample graphs from a uniform probabilistic graph, keep those within the budget."""
     from .cost import Budget, CostModel
-    from .kernels import BACKEND, graph_cost
+    from .kernels import BACKEND
     from .probgraph import ProbGraph
 
     pool = _load_pool(args.pool)
@@ -38,7 +38,7 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     flops_budget = budget.resolve(cost)
     pg = ProbGraph.uniform(args.depth, args.width, pool.names)
     batch, logp, stats = pg.sample(args.n, seed=args.seed, budget=flops_budget, cost=cost)
-    flops, latency = graph_cost(batch, cost)
+    flops, latency = cost.batch_cost(batch)
     table = Table(title=f"{len(batch)} graphs within {flops_budget:.3g} FLOPs ({budget}); "
                         f"acceptance {stats.acceptance_rate:.1%} of {stats.n_drawn} draws "
                         f"[{BACKEND} kernels]")

@@ -1,8 +1,9 @@
 """The cost model (FLOPs and critical-path latency of a graph) and the FLOPs budget.
 
-Formulas (DESIGN.md, "Cost model"), for a node running model m with predecessors P:
+Formulas, for a node running model m with predecessors P:
 ``prompt = base_prompt_tokens + sum(out_tokens[p] for p in P)``,
-``flops = 2e9 * params_b[m] * (prompt + out_tokens[m])``,
+``flops = flops_per_token[m] * (prompt + out_tokens[m])`` with
+``flops_per_token[m] = FLOPS_PER_PARAM_TOKEN * 1e9 * params_b[m]`` (`flops_per_token`),
 ``latency = overhead_s[m] + prompt / prefill_tps[m] + out_tokens[m] / decode_tps[m]``.
 A graph's FLOPs are the sum over nodes; its latency the longest path of node latencies.
 """
@@ -13,21 +14,31 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
+from . import kernels
+from .constants import FLOPS_PER_PARAM_TOKEN
 from .errors import BudgetError, ConfigError
+from .graph import CollaborationGraph, GraphBatch
 from .pool import ModelPool
 
-FLOPS_PER_PARAM_TOKEN = 2.0
-"""A decoder's forward pass costs about 2 FLOPs per parameter per token."""
+__all__ = ["Budget", "CostModel", "DEFAULT_TEMPLATE_TOKENS", "FLOPS_PER_PARAM_TOKEN", "as_flops",
+           "flops_per_token"]
 
 DEFAULT_TEMPLATE_TOKENS = 48.0
 """Tokens a role template adds around the task prompt (instructions, separators)."""
+
+
+def flops_per_token(params_b: float | np.ndarray) -> float | np.ndarray:
+    """FLOPs per token of a model of ``params_b`` billion parameters."""
+    return FLOPS_PER_PARAM_TOKEN * 1e9 * params_b
 
 
 class CostModel:
     """FLOPs and latency of graphs for one model pool on one task.
 
     ``prompt_tokens`` is the task's mean prompt length; ``template_tokens`` what a role template
-    adds. The per-model arrays the kernels read are in ``model_costs`` (``float64[K, 5]``).
+    adds. ``table`` is what the kernels read (`pytts.kernels.CostTable`).
     """
 
     def __init__(self, pool: ModelPool, prompt_tokens: float,
@@ -38,18 +49,30 @@ class CostModel:
         self.pool = pool
         self.prompt_tokens = float(prompt_tokens)
         self.template_tokens = float(template_tokens)
-        self.model_costs = pool.cost_table()
+        self._table: kernels.CostTable | None = None
+        self._cheapest: tuple[float, float] | None = None  # (base prompt tokens, FLOPs)
+        self._budgets: dict[tuple[object, float], float] = {}  # (budget, base) -> FLOPs
 
     @property
     def base_prompt_tokens(self) -> float:
         """Prompt tokens of a node before its predecessors' answers are added."""
         return self.prompt_tokens + self.template_tokens
 
+    @property
+    def table(self) -> kernels.CostTable:
+        """The kernels' cost table (validated once; rebuilt if the prompt lengths change)."""
+        base = self.base_prompt_tokens
+        if self._table is None or self._table.base_prompt_tokens != base:
+            columns = self.pool.cost_table()
+            columns[:, 0] = flops_per_token(columns[:, 0])  # params_b -> flops_per_token
+            self._table = kernels.CostTable(columns, base)
+        return self._table
+
     def call_flops(self, model: int | str, extra_prompt_tokens: float = 0.0) -> float:
         """FLOPs of one call of ``model`` whose prompt carries ``extra_prompt_tokens`` more."""
         spec = self.pool[model]
         tokens = self.base_prompt_tokens + extra_prompt_tokens + spec.out_tokens
-        return FLOPS_PER_PARAM_TOKEN * 1e9 * spec.params_b * tokens
+        return float(flops_per_token(spec.params_b) * tokens)
 
     def call_latency(self, model: int | str, extra_prompt_tokens: float = 0.0) -> float:
         """Seconds of one call of ``model`` (overhead + prefill + decode)."""
@@ -59,14 +82,40 @@ class CostModel:
 
     def min_graph_flops(self) -> float:
         """FLOPs of the cheapest possible graph: one call of the cheapest model."""
-        return min(self.call_flops(k) for k in range(len(self.pool)))
+        base = self.base_prompt_tokens
+        if self._cheapest is None or self._cheapest[0] != base:
+            self._cheapest = (base, min(self.call_flops(k) for k in range(len(self.pool))))
+        return self._cheapest[1]
 
-    def graph_cost(self, graph) -> tuple[float, float]:
+    def budget_flops(self, budget: "Budget | float | str") -> float:
+        """``budget`` (any form `Budget.parse` takes) in FLOPs per query, as `Budget.resolve`
+        gives it; remembered per budget, since samplers resolve the same one on every call."""
+        if isinstance(budget, bool):  # True == 1 as a key, but is no budget
+            return Budget.parse(budget).resolve(self)
+        key = (budget, self.base_prompt_tokens)
+        flops = self._budgets.get(key)
+        if flops is None:
+            flops = Budget.parse(budget).resolve(self)
+            if len(self._budgets) >= 64:
+                self._budgets.clear()
+            self._budgets[key] = flops
+        return flops
+
+    def graph_cost(self, graph: CollaborationGraph) -> tuple[float, float]:
         """``(flops, latency_s)`` of one `CollaborationGraph` (through the kernels)."""
-        from .graph import GraphBatch
-        from .kernels import graph_cost
-        flops, latency = graph_cost(GraphBatch.from_graphs([graph]), self)
+        flops, latency = kernels.graph_cost(graph.model[None], graph.role[None],
+                                            graph.edges[None], self.table)
         return float(flops[0]), float(latency[0])
+
+    def batch_cost(self, batch: GraphBatch) -> tuple[np.ndarray, np.ndarray]:
+        """``(flops[B], latency_s[B])`` of each graph of a `GraphBatch`."""
+        return kernels.graph_cost(batch.model, batch.role, batch.edges, self.table)
+
+    def feasible(self, batch: GraphBatch, budget: "Budget | float | str") -> np.ndarray:
+        """``bool[B]``: which graphs of ``batch`` cost at most ``budget`` (FLOPs per query, or
+        any form `Budget.parse` takes)."""
+        return kernels.feasible(batch.model, batch.role, batch.edges, self.table,
+                                as_flops(budget, self))
 
 
 _MULTIPLE = re.compile(r"^\s*([0-9.eE+-]+)\s*(?:x|\*)\s*(\S+)\s*$")
@@ -140,11 +189,11 @@ def as_flops(budget: "Budget | float | str | None", cost: CostModel | None) -> f
     """The budget in FLOPs (inf for None); ``cost`` is needed unless it is plain FLOPs."""
     if budget is None:
         return math.inf
+    if cost is not None:
+        return cost.budget_flops(budget)
     parsed = Budget.parse(budget)
-    if cost is None:
-        if parsed.flops is None:
-            raise ConfigError("a budget in calls of a model needs a cost model")
-        return parsed.flops
-    return parsed.resolve(cost)
+    if parsed.flops is None:
+        raise ConfigError("a budget in calls of a model needs a cost model")
+    return parsed.flops
 
 

@@ -8,15 +8,16 @@ graph"): ``model[D, W]`` (pool index, -1 = empty slot), ``role[D, W]`` and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from . import kernels
+from .constants import MAX_DEPTH, MAX_WIDTH
 from .errors import ConfigError
 
-MAX_DEPTH = 16
-MAX_WIDTH = 64
 ROLES: tuple[str, ...] = ("assistant", "fuser")
 """Role registry: index 0 answers (no predecessor) or refines (one), index 1 fuses several."""
 
@@ -67,6 +68,20 @@ class CollaborationGraph:
             raise ValueError(f"role must have shape {model.shape}, got {role.shape}")
         if edges.shape != (depth - 1, width, width):
             raise ValueError(f"edges must have shape {(depth - 1, width, width)}, got {edges.shape}")
+        self._adopt(model, role, edges, model_names)
+        self.validate()
+
+    @classmethod
+    def _from_sample(cls, model: np.ndarray, role: np.ndarray, edges: np.ndarray,
+                     model_names: Sequence[str]) -> "CollaborationGraph":
+        """A graph from arrays of the right dtypes known to be well-formed (a row the sampler
+        produced): copied, but not checked again."""
+        graph = cls.__new__(cls)
+        graph._adopt(model.copy(), role.copy(), edges.copy(), model_names)
+        return graph
+
+    def _adopt(self, model: np.ndarray, role: np.ndarray, edges: np.ndarray,
+               model_names: Sequence[str]) -> None:
         for arr in (model, role, edges):
             arr.setflags(write=False)
         self.model, self.role, self.edges = model, role, edges
@@ -75,7 +90,6 @@ class CollaborationGraph:
         self._order: np.ndarray | None = None
         self._vote_order: list[tuple[int, int]] | None = None
         self._preds: dict[tuple[int, int], list[int]] | None = None
-        self.validate()
 
     # ----------------------------------------------------------------- structure
     @property
@@ -207,9 +221,8 @@ class CollaborationGraph:
         pruned search breaks the ties refinement leaves (`pytts.kernels.canonical_order`).
         """
         if self._order is None:
-            from . import kernels  # kernels imports this module, so not at the top
-            order = kernels.canonical_order(GraphBatch(self.model[None], self.role[None],
-                                                       self.edges[None]))[0]
+            order = kernels.canonical_order(self.model[None], self.role[None],
+                                            self.edges[None])[0]
             order.setflags(write=False)
             self._order = order
         return self._order
@@ -331,11 +344,16 @@ class CollaborationGraph:
 
 @dataclass
 class GraphBatch:
-    """``B`` graphs of one template as C-contiguous ``[B, ...]`` arrays (what kernels take)."""
+    """``B`` graphs of one template as C-contiguous ``[B, ...]`` arrays (what kernels take).
+
+    A batch the sampler drew (`ProbGraph.sample`) holds well-formed graphs in read-only
+    arrays, so its rows become `CollaborationGraph` objects without being checked again.
+    """
 
     model: np.ndarray   # int16 [B, D, W]
     role: np.ndarray    # int8  [B, D, W]
     edges: np.ndarray   # uint8 [B, D-1, W, W]
+    _sampled: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.model = np.ascontiguousarray(self.model, dtype=np.int16)
@@ -349,6 +367,17 @@ class GraphBatch:
         if self.edges.shape != (b, max(d - 1, 0), w, w):
             raise ValueError(f"edges must have shape {(b, max(d - 1, 0), w, w)}, "
                              f"got {self.edges.shape}")
+
+    @classmethod
+    def _of_samples(cls, model: np.ndarray, role: np.ndarray, edges: np.ndarray) -> "GraphBatch":
+        """The sampler's output (arrays it guarantees well-formed), made read-only so that
+        nothing can change them behind that guarantee."""
+        batch = cls.__new__(cls)
+        for arr in (model, role, edges):
+            arr.setflags(write=False)
+        batch.model, batch.role, batch.edges = model, role, edges
+        batch._sampled = True
+        return batch
 
     @classmethod
     def from_graphs(cls, graphs: Sequence[CollaborationGraph]) -> "GraphBatch":
@@ -374,6 +403,12 @@ class GraphBatch:
 
     def graph(self, b: int, model_names: Sequence[str]) -> CollaborationGraph:
         """Graph ``b`` as a validated `CollaborationGraph`."""
+        if self._sampled:
+            if len(model_names) <= int(self.model[b].max()):
+                raise ValueError(f"model index {int(self.model[b].max())} is outside the pool "
+                                 f"of {len(model_names)} models")
+            return CollaborationGraph._from_sample(self.model[b], self.role[b], self.edges[b],
+                                                    model_names)
         return CollaborationGraph(self.model[b], self.role[b], self.edges[b], model_names)
 
     def graphs(self, model_names: Sequence[str]) -> Iterator[CollaborationGraph]:
@@ -382,6 +417,8 @@ class GraphBatch:
 
     def take(self, index: np.ndarray | slice) -> "GraphBatch":
         """The sub-batch at ``index`` (a slice, integer indices or a boolean mask)."""
+        if self._sampled:
+            return GraphBatch._of_samples(self.model[index], self.role[index], self.edges[index])
         return GraphBatch(self.model[index], self.role[index], self.edges[index])
 
 

@@ -1,9 +1,11 @@
-"""The kernels' Python face: validates inputs once, then calls the compiled or NumPy backend.
+"""The kernels' Python face: plain arrays in and out, checked once against one table of rules,
+then run by the compiled backend or its NumPy twin.
 
 ``BACKEND`` is ``"core"`` when the C++ extension ``pytts._core`` is importable and
 ``PYTTS_FORCE_REFERENCE`` is unset, else ``"reference"`` (``pytts._reference``). Both backends
-have the same array-level functions; these wrappers take pytts objects (`ProbGraph`,
-`GraphBatch`, `CostModel`) and raise ``ValueError`` naming the offending argument.
+export the same functions and classes, and give the same results: for a seed, the same graphs,
+bit for bit. This module knows nothing of the graph model above it: `ProbGraph` and `CostModel`
+turn their objects into `Logits`, `CostTable` and arrays, and call down into it.
 """
 
 from __future__ import annotations
@@ -12,17 +14,21 @@ import math
 import os
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _reference
+from .constants import COST_COLUMNS, MAX_DEPTH, MAX_MODELS, MAX_ROLES, MAX_WIDTH
 from .errors import BudgetError
-from .graph import MAX_DEPTH, MAX_WIDTH, ROLES, GraphBatch
 
-if TYPE_CHECKING:
-    from .cost import Budget, CostModel
-    from .probgraph import ProbGraph, ProbGraphGrad
+__all__ = ["BACKEND", "DEFAULT_MAX_DRAWS_PER_SAMPLE", "LOGIT_NAMES", "CostTable", "Logits",
+           "SampleStats", "feasible", "grad_log_prob", "graph_cost", "intern_answers",
+           "log_prob", "sample_graphs", "vote"]
+
+FloatArray = npt.NDArray[np.float64]
+GraphArrays = tuple[npt.NDArray[np.int16], npt.NDArray[np.int8], npt.NDArray[np.uint8]]
 
 
 def _select_backend() -> tuple[str, ModuleType]:
@@ -56,6 +62,8 @@ ANSWERS_BACKEND, _answers_impl = _select_answers_backend()
 DEFAULT_MAX_DRAWS_PER_SAMPLE = 2000
 """Rejection gives up after this many draws per requested graph (plus a floor of 100,000)."""
 
+LOGIT_NAMES = ("depth_logits", "width_logits", "model_logits", "role_logits", "edge_logits")
+
 
 @dataclass(frozen=True)
 class SampleStats:
@@ -69,187 +77,289 @@ class SampleStats:
         return self.n_accepted / self.n_drawn if self.n_drawn else 1.0
 
 
-# ---------------------------------------------------------------- validation
-def _array(name: str, value, dtype, ndim: int) -> np.ndarray:
-    """``value`` as a C-contiguous array of exactly ``dtype``; ValueError naming ``name``."""
-    if not isinstance(value, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array of {np.dtype(dtype).name}, "
-                         f"got {type(value).__name__}")
-    if value.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {np.dtype(dtype).name}, got {value.dtype}")
-    if value.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {value.shape}")
-    return np.ascontiguousarray(value)
+# ---------------------------------------------------------------- the rules
+@dataclass(frozen=True)
+class _Rule:
+    """What one array argument must be: dtype, shape in symbols, and which values it may hold."""
+
+    arg: str                      # the argument's name, as messages show it
+    dtype: type[np.generic]
+    dims: tuple[str, ...]         # "D-1" is one less than D; digits are literal sizes
+    values: str | None            # a key of _VALUES, or None (any value of the dtype)
 
 
-def _batch_arrays(batch: GraphBatch, n_models: int,
-                  n_roles: int = len(ROLES)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not isinstance(batch, GraphBatch):
-        raise ValueError(f"batch must be a GraphBatch, got {type(batch).__name__}")
-    model = _array("batch.model", batch.model, np.int16, 3)
-    role = _array("batch.role", batch.role, np.int8, 3)
-    edges = _array("batch.edges", batch.edges, np.uint8, 4)
-    b, d, w = model.shape
-    if not (1 <= d <= MAX_DEPTH and 1 <= w <= MAX_WIDTH):
-        raise ValueError(f"batch template {d}x{w} exceeds the limits D<={MAX_DEPTH}, W<={MAX_WIDTH}")
-    if role.shape != model.shape or edges.shape != (b, max(d - 1, 0), w, w):
-        raise ValueError("batch arrays disagree in shape: model "
-                         f"{model.shape}, role {role.shape}, edges {edges.shape}")
-    if model.size:
-        if model.min() < -1 or model.max() >= n_models:
-            raise ValueError(f"batch.model holds an index outside the pool of {n_models} models")
-        if role.min() < 0 or role.max() >= n_roles:
-            raise ValueError(f"batch.role holds a role outside 0..{n_roles - 1}")
-    if edges.size and edges.max() > 1:
-        raise ValueError("batch.edges must hold only 0 and 1")
-    return model, role, edges
+# Keyed by argument name, except where one name means different arrays in different kernels.
+_RULES: dict[str, _Rule] = {
+    "depth_logits": _Rule("depth_logits", np.float64, ("D",), "finite"),
+    "width_logits": _Rule("width_logits", np.float64, ("D", "D", "W"), "finite"),
+    "model_logits": _Rule("model_logits", np.float64, ("D", "W", "K"), "finite"),
+    "role_logits": _Rule("role_logits", np.float64, ("D", "W", "R"), "finite"),
+    "edge_logits": _Rule("edge_logits", np.float64, ("D-1", "W", "W"), "finite"),
+    "model": _Rule("model", np.int16, ("B", "D", "W"), "model index"),
+    "role": _Rule("role", np.int8, ("B", "D", "W"), "role index"),
+    "edges": _Rule("edges", np.uint8, ("B", "D-1", "W", "W"), "bit"),
+    "model_costs": _Rule("model_costs", np.float64, ("K", str(len(COST_COLUMNS))), "costs"),
+    "grad weights": _Rule("weights", np.float64, ("B",), "finite"),
+    "ids": _Rule("ids", np.int64, ("Q", "N"), "answer id"),
+    "vote weights": _Rule("weights", np.float64, ("Q", "N"), "weight"),
+}
+
+# Symbols with limits: the template limits, and what int16 models / int8 roles can index.
+_LIMITS = {"D": ("depth", MAX_DEPTH), "W": ("width", MAX_WIDTH), "K": ("number of models", MAX_MODELS),
+           "R": ("number of roles", MAX_ROLES)}
 
 
-def _cost_arrays(cost: "CostModel", n_models: int | None = None) -> tuple[np.ndarray, float]:
-    table = _array("cost.model_costs", getattr(cost, "model_costs", None), np.float64, 2)
-    if table.shape[1] != 5 or table.shape[0] < 1:
-        raise ValueError(f"cost.model_costs must be [K, 5], got {table.shape}")
-    if n_models is not None and table.shape[0] < n_models:
-        raise ValueError(f"cost model covers {table.shape[0]} models, the graphs use {n_models}")
-    if not np.isfinite(table).all() or (table < 0).any() or (table[:, 2:4] <= 0).any():
-        raise ValueError("cost.model_costs must be finite, >= 0, with speeds > 0")
-    base = float(cost.base_prompt_tokens)
-    if not math.isfinite(base) or base < 0:
-        raise ValueError(f"cost.base_prompt_tokens must be finite and >= 0, got {base}")
-    return table, base
+def _bad_costs(a: FloatArray, dims: dict[str, int]) -> npt.NDArray[np.bool_]:
+    speed = np.zeros(a.shape[-1], bool)
+    speed[[COST_COLUMNS.index("prefill_tps"), COST_COLUMNS.index("decode_tps")]] = True
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(a) | (a < 0) | (speed & (a <= 0))
 
 
-def _logit_arrays(pg: "ProbGraph") -> tuple[np.ndarray, ...]:
-    d, w, k, r = pg.depth_max, pg.width_max, pg.n_models, pg.n_roles
-    if not (1 <= d <= MAX_DEPTH and 1 <= w <= MAX_WIDTH):
-        raise ValueError(f"probgraph template {d}x{w} exceeds D<={MAX_DEPTH}, W<={MAX_WIDTH}")
-    expected = {"depth_logits": (d,), "width_logits": (d, d, w), "model_logits": (d, w, k),
-                "role_logits": (d, w, r), "edge_logits": (max(d - 1, 0), w, w)}
-    out = []
-    for name, shape in expected.items():
-        arr = _array(f"probgraph.{name}", getattr(pg, name), np.float64, len(shape))
-        if arr.shape != shape:
-            raise ValueError(f"probgraph.{name} must have shape {shape}, got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"probgraph.{name} holds NaN or inf")
+# values rule -> (mask of offending entries, what the values must be)
+_VALUES: dict[str, tuple[Callable[[Any, dict[str, int]], npt.NDArray[np.bool_]], str]] = {
+    "finite": (lambda a, dims: ~np.isfinite(a), "must be finite"),
+    "model index": (lambda a, dims: (a < -1) | (a >= dims["K"]),
+                    "must be a model index in [0, K) or -1 for an empty slot (K = {K})"),
+    "role index": (lambda a, dims: (a < 0) | (a >= dims["R"]), "must be a role in [0, R) (R = {R})"),
+    "bit": (lambda a, dims: a > 1, "must be 0 or 1"),
+    "costs": (_bad_costs, "must be finite and >= 0, with prefill_tps and decode_tps > 0 "
+                          f"(columns: {', '.join(COST_COLUMNS)})"),
+    "answer id": (lambda a, dims: a < -1, "must be >= 0, or -1 for a missing answer"),
+    "weight": (lambda a, dims: ~np.isfinite(a) | (a < 0), "must be finite and >= 0"),
+}
+
+
+def _size(symbol: str, dims: dict[str, int]) -> int | None:
+    if symbol.isdigit():
+        return int(symbol)
+    if symbol.endswith("-1"):
+        base = dims.get(symbol[:-2])
+        return None if base is None else max(base - 1, 0)
+    return dims.get(symbol)
+
+
+def _symbols(dims: tuple[str, ...]) -> str:
+    """A shape in symbols, written like a tuple: ``(B,)``, ``(B, D, W)``."""
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _check(args: Iterable[tuple[str, object]], dims: dict[str, int] | None = None
+           ) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Check each ``(rule key, value)`` against ``_RULES``; return C-contiguous arrays and the
+    sizes their symbols took. The first array that shows a symbol fixes it; later arrays must
+    agree. Every failure is a ValueError naming the argument (and, for values, the position)."""
+    dims = dict(dims or {})
+    out: list[np.ndarray] = []
+    for key, value in args:
+        rule = _RULES[key]
+        name, want = rule.arg, np.dtype(rule.dtype)
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{name} must be a numpy array of {want.name}, "
+                             f"got {type(value).__name__}")
+        if value.dtype != want:
+            raise ValueError(f"{name} must have dtype {want.name}, got {value.dtype}")
+        if value.ndim != len(rule.dims):
+            raise ValueError(f"{name} must be {len(rule.dims)}-D {_symbols(rule.dims)}, "
+                             f"got shape {value.shape}")
+        for axis, symbol in enumerate(rule.dims):
+            if _size(symbol, dims) is None:
+                size = value.shape[axis]
+                if symbol in _LIMITS:
+                    what, limit = _LIMITS[symbol]
+                    if not 1 <= size <= limit:
+                        raise ValueError(f"{name}: {what} {symbol} ({name}.shape[{axis}]) = "
+                                         f"{size} is outside [1, {limit}]")
+                dims[symbol] = size
+        expected = tuple(_size(s, dims) for s in rule.dims)
+        if value.shape != expected:
+            raise ValueError(f"{name} must have shape {_symbols(rule.dims)} = {expected}, "
+                             f"got {value.shape}")
+        arr = np.ascontiguousarray(value)
+        if rule.values is not None and arr.size:
+            bad_mask, must = _VALUES[rule.values]
+            bad = bad_mask(arr, dims)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{name}[{', '.join(map(str, where))}] = {arr[where]} is "
+                                 f"invalid: {name} {must.format(**dims)}")
         out.append(arr)
-    return tuple(out)
+    return out, dims
 
 
-def _check_template(pg: "ProbGraph", model: np.ndarray) -> None:
-    if model.shape[1:] != (pg.depth_max, pg.width_max):
-        raise ValueError(f"batch template {model.shape[1:]} differs from the probgraph's "
-                         f"{(pg.depth_max, pg.width_max)}")
+def _integer(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high)``; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or value < low or (high is not None and value >= high):
+        span = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high:#x})"
+        raise ValueError(f"{name} must be {span}, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------- validated inputs
+class CostTable:
+    """The per-model cost coefficients the kernels read: ``model_costs[K, 5]`` with the columns
+    of `pytts.constants.COST_COLUMNS`, and the prompt tokens every node reads before its
+    predecessors' answers. Validated when made; the array is a read-only copy."""
+
+    __slots__ = ("model_costs", "base_prompt_tokens")
+
+    def __init__(self, model_costs: FloatArray, base_prompt_tokens: float) -> None:
+        (table,), _ = _check([("model_costs", model_costs)])
+        base = float(base_prompt_tokens)
+        if not (math.isfinite(base) and base >= 0):
+            raise ValueError(f"base_prompt_tokens must be finite and >= 0, got {base_prompt_tokens!r}")
+        table = table.copy()
+        table.setflags(write=False)
+        self.model_costs: FloatArray = table
+        self.base_prompt_tokens = base
+
+    @property
+    def n_models(self) -> int:
+        return int(self.model_costs.shape[0])
+
+
+class Logits:
+    """The five logit arrays of a distribution over graphs on a ``D x W`` template (shapes and
+    sampling semantics in `pytts._reference`), validated once and kept as read-only copies.
+
+    The sampler's tables (alias tables and the rest) are built on first use and kept, so drawing
+    again from the same logits costs only the draws.
+    """
+
+    __slots__ = ("arrays", "dims", "_bytes", "_sampler")
+
+    def __init__(self, depth_logits: FloatArray, width_logits: FloatArray,
+                 model_logits: FloatArray, role_logits: FloatArray,
+                 edge_logits: FloatArray) -> None:
+        values = (depth_logits, width_logits, model_logits, role_logits, edge_logits)
+        checked, self.dims = _check(zip(LOGIT_NAMES, values))
+        # The bytes are both the snapshot `holds` compares with and the arrays' (read-only)
+        # memory.
+        self._bytes = tuple(arr.tobytes() for arr in checked)
+        self.arrays: tuple[FloatArray, ...] = tuple(
+            np.frombuffer(b, np.float64).reshape(arr.shape) for b, arr in zip(self._bytes, checked))
+        self._sampler: tuple[ModuleType, Any] | None = None
+
+    def holds(self, arrays: Sequence[object]) -> bool:
+        """Whether ``arrays`` (five of them) hold exactly these logits, bit for bit."""
+        return len(arrays) == len(self.arrays) and all(
+            isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == mine.shape
+            and a.tobytes() == b for a, mine, b in zip(arrays, self.arrays, self._bytes))
+
+    def sampler(self) -> Any:
+        """The backend's sampler for these logits (built once per backend)."""
+        if self._sampler is None or self._sampler[0] is not _impl:
+            self._sampler = (_impl, _impl.Sampler(*self.arrays))
+        return self._sampler[1]
+
+
+def _graph_arrays(model: object, role: object, edges: object,
+                  dims: dict[str, int]) -> tuple[GraphArrays, dict[str, int]]:
+    (m, r, e), dims = _check([("model", model), ("role", role), ("edges", edges)], dims)
+    return (m, r, e), dims
 
 
 # ---------------------------------------------------------------- kernels
-def graph_cost(batch: GraphBatch, cost: "CostModel") -> tuple[np.ndarray, np.ndarray]:
-    """``(flops[B], latency_s[B])`` of each graph of ``batch``."""
-    table, base = _cost_arrays(cost)
-    model, role, edges = _batch_arrays(batch, table.shape[0])
-    return _impl.graph_cost(model, role, edges, table, base)
+def graph_cost(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+               edges: npt.NDArray[np.uint8], costs: CostTable) -> tuple[FloatArray, FloatArray]:
+    """``(flops[B], latency_s[B])`` of each graph (role values are not read)."""
+    (m, r, e), _ = _graph_arrays(model, role, edges, {"K": costs.n_models, "R": MAX_ROLES})
+    flops, latency = _impl.graph_cost(m, r, e, costs.model_costs, costs.base_prompt_tokens)
+    return flops, latency
 
 
-def feasible(batch: GraphBatch, cost: "CostModel", budget: "Budget | float | str") -> np.ndarray:
+def feasible(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+             edges: npt.NDArray[np.uint8], costs: CostTable,
+             budget: float) -> npt.NDArray[np.bool_]:
     """``bool[B]``: which graphs cost at most ``budget`` FLOPs per query."""
-    from .cost import as_flops
-    limit = as_flops(budget, cost)
-    table, base = _cost_arrays(cost)
-    model, role, edges = _batch_arrays(batch, table.shape[0])
-    return _impl.feasible(model, role, edges, table, base, limit)
+    limit = _budget(budget)
+    (m, r, e), _ = _graph_arrays(model, role, edges, {"K": costs.n_models, "R": MAX_ROLES})
+    out: npt.NDArray[np.bool_] = _impl.feasible(m, r, e, costs.model_costs,
+                                                costs.base_prompt_tokens, limit)
+    return out
 
 
-def log_prob(probgraph: "ProbGraph", batch: GraphBatch) -> np.ndarray:
-    """``float64[B]``: log-probability of each graph under ``probgraph`` (-inf if impossible)."""
-    logits = _logit_arrays(probgraph)
-    arrays = _batch_arrays(batch, probgraph.n_models, probgraph.n_roles)
-    _check_template(probgraph, arrays[0])
-    return _impl.log_prob(*logits, *arrays)
+def log_prob(logits: Logits, model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+             edges: npt.NDArray[np.uint8]) -> FloatArray:
+    """``float64[B]``: log-probability of each graph under ``logits`` (-inf if impossible)."""
+    (m, r, e), _ = _graph_arrays(model, role, edges, _pinned(logits))
+    out: FloatArray = _impl.log_prob(*logits.arrays, m, r, e)
+    return out
 
 
-def grad_log_prob(probgraph: "ProbGraph", batch: GraphBatch,
-                  weights: np.ndarray | Sequence[float] | None = None) -> "ProbGraphGrad":
-    """``sum_b weights[b] * grad log p(graph_b)`` for every logit array (weights default to 1).
-
-    With ``weights = rewards - baseline`` this is the REINFORCE gradient in one call.
-    """
-    from .probgraph import ProbGraphGrad
-    logits = _logit_arrays(probgraph)
-    arrays = _batch_arrays(batch, probgraph.n_models, probgraph.n_roles)
-    _check_template(probgraph, arrays[0])
+def grad_log_prob(logits: Logits, model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+                  edges: npt.NDArray[np.uint8],
+                  weights: npt.ArrayLike | None = None) -> tuple[FloatArray, ...]:
+    """``sum_b weights[b] * grad log p(graph_b)``, one array per logit array (weights default
+    to 1). With ``weights = rewards - baseline`` this is the REINFORCE gradient in one call."""
+    (m, r, e), dims = _graph_arrays(model, role, edges, _pinned(logits))
     if weights is None:
-        w = np.ones(len(batch))
+        w = np.ones(dims["B"])
     else:
-        w = np.ascontiguousarray(weights, dtype=np.float64)
-        if w.shape != (len(batch),):
-            raise ValueError(f"weights must have shape ({len(batch)},), got {w.shape}")
-        if not np.isfinite(w).all():
-            raise ValueError("weights hold NaN or inf")
-    return ProbGraphGrad(*_impl.grad_log_prob(*logits, *arrays, w))
+        w = np.asarray(weights, dtype=np.float64) if not isinstance(weights, np.ndarray) \
+            else weights.astype(np.float64, copy=False)
+        (w,), _ = _check([("grad weights", w)], dims)
+    grads: tuple[FloatArray, ...] = tuple(_impl.grad_log_prob(*logits.arrays, m, r, e, w))
+    return grads
 
 
-def sample_graphs(probgraph: "ProbGraph", n: int, seed: int,
-                  budget: "Budget | float | str | None" = None, cost: "CostModel | None" = None,
-                  *, max_draws: int | None = None) -> tuple[GraphBatch, np.ndarray, SampleStats]:
-    """Draw ``n`` graphs from ``probgraph``; with a budget, from it conditioned on feasibility.
+def sample_graphs(logits: Logits, n: int, seed: int, costs: CostTable | None = None,
+                  budget: float = math.inf, *, max_draws: int | None = None
+                  ) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int8], npt.NDArray[np.uint8],
+                             FloatArray, SampleStats]:
+    """Draw ``n`` graphs from ``logits``; with a finite ``budget`` (FLOPs, which needs
+    ``costs``), from the distribution conditioned on ``flops <= budget``.
 
-    Returns the batch, each graph's unconditioned log-probability, and acceptance statistics.
-    Raises BudgetError when the budget admits no graph of the template (checked by
-    `Budget.resolve` before sampling), or when fewer than ``n``
-    graphs were accepted within ``max_draws`` draws (default ``max(100_000, 2000 n)``).
+    Returns ``(model, role, edges, logp, stats)``: the graphs in draw order, each graph's
+    unconditioned log-probability, and acceptance statistics. Raises BudgetError when fewer
+    than ``n`` graphs were accepted within ``max_draws`` draws (default ``max(100_000, 2000 n)``).
     """
-    from .cost import as_flops
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be an integer >= 0, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    logits = _logit_arrays(probgraph)
-    limit = math.inf
-    table, base = np.zeros((probgraph.n_models, 5)), 0.0
-    if budget is not None:
-        if cost is None:
-            raise ValueError("cost is required when a budget is given")
-        limit = as_flops(budget, cost)
-    if cost is not None:
-        table, base = _cost_arrays(cost, probgraph.n_models)
-    if max_draws is None:
-        max_draws = max(100_000, DEFAULT_MAX_DRAWS_PER_SAMPLE * int(n))
-    if isinstance(max_draws, bool) or not isinstance(max_draws, (int, np.integer)) or max_draws < 1:
-        raise ValueError(f"max_draws must be an integer >= 1, got {max_draws!r}")
-    model, role, edges, logp, n_drawn = _impl.sample_graphs(
-        *logits, table, base, int(n), int(seed), float(limit), int(max_draws))
+    n = _integer("n", n, 0)
+    seed = _integer("seed", seed, 0, 2**64)
+    limit = _budget(budget)
+    if costs is None:
+        if limit != math.inf:
+            raise ValueError("costs (a CostTable) is required when the budget is finite")
+        table, base = None, 0.0
+    else:
+        if costs.n_models < logits.dims["K"]:
+            raise ValueError(f"costs cover {costs.n_models} models, the logits {logits.dims['K']}")
+        table, base = costs.model_costs, costs.base_prompt_tokens
+    draws = max(100_000, DEFAULT_MAX_DRAWS_PER_SAMPLE * n) if max_draws is None \
+        else _integer("max_draws", max_draws, 1)
+    model, role, edges, logp, n_drawn = logits.sampler().sample(table, base, n, seed, limit,
+                                                                draws)
     stats = SampleStats(len(model), int(n_drawn))
     if len(model) < n:
         raise BudgetError(f"only {len(model)} of {n} sampled graphs fit the budget of "
                           f"{limit:.3g} FLOPs after {n_drawn} draws (acceptance "
                           f"{stats.acceptance_rate:.2e}); raise the budget or move the "
-                          "probgraph toward cheaper graphs")
-    return GraphBatch(model, role, edges), logp, stats
+                          "distribution toward cheaper graphs")
+    return model, role, edges, logp, stats
 
 
-def vote(ids: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def vote(ids: npt.NDArray[np.int64], weights: FloatArray | None = None
+         ) -> tuple[npt.NDArray[np.int64], FloatArray]:
     """Per question row: ``(winner[Q] int64, support[Q] float64)``.
 
-    ``ids[Q, B]`` are interned answers, -1 = missing; ties go to the answer seen first;
+    ``ids[Q, N]`` are interned answers, -1 = missing; ties go to the answer seen first;
     an all-missing row gives winner -1 with support 0.
     """
-    ids = _array("ids", ids, np.int64, 2)
-    if ids.size and ids.min() < -1:
-        raise ValueError("ids must be >= -1 (-1 marks a missing answer)")
+    args: list[tuple[str, object]] = [("ids", ids)]
     if weights is not None:
-        weights = _array("weights", weights, np.float64, 2)
-        if weights.shape != ids.shape:
-            raise ValueError(f"weights must have the shape of ids {ids.shape}, got {weights.shape}")
-        if not np.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError("weights must be finite and >= 0")
-    return _impl.vote(ids, weights)
+        args.append(("vote weights", weights))
+    arrays, _ = _check(args)
+    winner, support = _impl.vote(arrays[0], arrays[1] if weights is not None else None)
+    return winner, support
 
 
-def intern_answers(answers: Sequence[str | None]) -> np.ndarray:
+def intern_answers(answers: Sequence[str | None]) -> npt.NDArray[np.int64]:
     """Stable ``int64`` ids of canonical answer strings (same string, same id, in any process)."""
     if isinstance(answers, (str, bytes)):
         raise ValueError("answers must be a sequence of strings, not a single string")
-    return _answers_impl.intern_answers(list(answers))
+    ids: npt.NDArray[np.int64] = _answers_impl.intern_answers(list(answers))
+    return ids
 
 
 def extract_final_answer(text: str) -> str | None:
@@ -269,17 +379,29 @@ def extract_number(text: str) -> str | None:
     return _answers_impl.extract_number(text)
 
 
-def canonical_order(batch: GraphBatch) -> np.ndarray:
+def canonical_order(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+                    edges: npt.NDArray[np.uint8]) -> npt.NDArray[np.int32]:
     """``int32[B, D, W]``: row ``[b, l]`` lists the slots of layer l of graph b in canonical order
     (then -1). Graphs that differ only by permuting slots within layers get orders under which
     their arrays coincide, so the arrays read in that order are a canonical form.
 
     A slot holds a node where ``model >= 0`` and an edge is any nonzero byte; both backends read
-    any values safely, so beyond the template limits only `GraphBatch` checks the input.
+    any values safely, so only shapes, dtypes and the template limits are checked.
     """
-    if not isinstance(batch, GraphBatch):
-        raise ValueError(f"batch must be a GraphBatch, got {type(batch).__name__}")
-    d, w = batch.template
-    if not (1 <= d <= MAX_DEPTH and 1 <= w <= MAX_WIDTH):
-        raise ValueError(f"batch template {d}x{w} exceeds the limits D<={MAX_DEPTH}, W<={MAX_WIDTH}")
-    return _impl.canonical_order(batch.model, batch.role, batch.edges)
+    (m, r, e), _ = _graph_arrays(model, role, edges, {})
+    order: npt.NDArray[np.int32] = _impl.canonical_order(m, r, e)
+    return order
+
+
+def _pinned(logits: Logits) -> dict[str, int]:
+    """The symbols the logits fix (D, W, K, R), which graph arrays must agree with."""
+    if not isinstance(logits, Logits):
+        raise ValueError(f"logits must be a pytts.kernels.Logits, got {type(logits).__name__}")
+    return dict(logits.dims)
+
+
+def _budget(budget: object) -> float:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.floating, np.integer)) \
+            or math.isnan(budget):
+        raise ValueError(f"budget must be a number of FLOPs (inf for none), got {budget!r}")
+    return float(budget)

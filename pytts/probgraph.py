@@ -1,22 +1,25 @@
 """The probabilistic graph: distributions over depth, width, models, roles and edges.
 
-A `ProbGraph` is the search distribution of Agent-REINFORCE and REINFORCE. Its logits follow
-DESIGN.md ("Probabilistic graph"); the sampling semantics are documented in ``pytts._reference``
-and implemented by the kernels (`sample`, `log_prob`, `grad_log_prob` call them).
+A `ProbGraph` is the search distribution of Agent-REINFORCE and REINFORCE. The sampling
+semantics of its logits are documented in ``pytts._reference`` and implemented by the kernels:
+`sample`, `log_prob` and `grad_log_prob` call down into `pytts.kernels` with the logits, validated
+once per set of values and cached with the sampler's tables.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.special import log_softmax, softmax
 
 from . import kernels
+from .cost import Budget, CostModel, as_flops
 from .graph import ROLES, CollaborationGraph, GraphBatch, check_template
+from .logspace import log_softmax, softmax
 
 _LOGIT_FIELDS = ("depth_logits", "width_logits", "model_logits", "role_logits", "edge_logits")
 
@@ -62,6 +65,7 @@ class ProbGraph:
     role_logits: np.ndarray
     edge_logits: np.ndarray
     model_names: tuple[str, ...] = field(default_factory=tuple)
+    _kernel: kernels.Logits | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _LOGIT_FIELDS:
@@ -75,7 +79,7 @@ class ProbGraph:
         if len(self.model_names) != self.model_logits.shape[2]:
             raise ValueError(f"model_names has {len(self.model_names)} names, model_logits "
                              f"{self.model_logits.shape[2]} models")
-        kernels._logit_arrays(self)  # shapes and finiteness, with errors naming the array
+        self._kernel_logits()  # shapes and finiteness, with errors naming the array
 
     # ------------------------------------------------------------- constructors
     @classmethod
@@ -192,10 +196,33 @@ class ProbGraph:
         return np.einsum("d,dl,dlw->lw", pd, layer_used.astype(float), at_least)
 
     # ------------------------------------------------------------- kernels
-    def sample(self, n: int, seed: int, budget=None, cost=None, *, max_draws: int | None = None
+    def _kernel_logits(self) -> kernels.Logits:
+        """The logits as the kernels take them: validated, with the sampler's tables, and made
+        again only when the arrays (replaced or changed in place) no longer hold those values."""
+        arrays = self.logit_arrays()
+        if self._kernel is None or not self._kernel.holds(arrays):
+            self._kernel = kernels.Logits(*arrays)
+        return self._kernel
+
+    def sample(self, n: int, seed: int, budget: Budget | float | str | None = None,
+               cost: CostModel | None = None, *, max_draws: int | None = None
                ) -> tuple[GraphBatch, np.ndarray, kernels.SampleStats]:
-        """``n`` graphs (within ``budget`` if given), their log-probabilities, and stats."""
-        return kernels.sample_graphs(self, n, seed, budget, cost, max_draws=max_draws)
+        """``n`` graphs (within ``budget`` if given, which needs ``cost``), their
+        unconditioned log-probabilities, and acceptance statistics.
+
+        Raises BudgetError when the budget admits no graph of the template (`Budget.resolve`
+        checks that before sampling), or when fewer than ``n`` graphs were accepted within
+        ``max_draws`` draws (default ``max(100_000, 2000 n)``).
+        """
+        limit = math.inf
+        if budget is not None:
+            if cost is None:
+                raise ValueError("cost is required when a budget is given")
+            limit = as_flops(budget, cost)
+        table = cost.table if cost is not None else None
+        model, role, edges, logp, stats = kernels.sample_graphs(
+            self._kernel_logits(), n, seed, table, limit, max_draws=max_draws)
+        return GraphBatch._of_samples(model, role, edges), logp, stats
 
     def sample_graphs(self, n: int, seed: int, budget=None, cost=None) -> list[CollaborationGraph]:
         """Like `sample`, as `CollaborationGraph` objects."""
@@ -205,12 +232,15 @@ class ProbGraph:
     def log_prob(self, graphs: GraphBatch | CollaborationGraph | Sequence[CollaborationGraph]
                  ) -> np.ndarray:
         """Log-probability of each graph (-inf for graphs this distribution cannot produce)."""
-        return kernels.log_prob(self, _as_batch(graphs))
+        batch = _as_batch(graphs)
+        return kernels.log_prob(self._kernel_logits(), batch.model, batch.role, batch.edges)
 
     def grad_log_prob(self, graphs: GraphBatch | CollaborationGraph | Sequence[CollaborationGraph],
                       weights: Sequence[float] | np.ndarray | None = None) -> ProbGraphGrad:
         """``sum_b weights[b] * grad log p(graph_b)`` (the REINFORCE score function)."""
-        return kernels.grad_log_prob(self, _as_batch(graphs), weights)
+        batch = _as_batch(graphs)
+        return ProbGraphGrad(*kernels.grad_log_prob(self._kernel_logits(), batch.model,
+                                                    batch.role, batch.edges, weights))
 
     def step(self, direction: ProbGraphGrad, lr: float) -> "ProbGraph":
         """A new ProbGraph moved ``lr`` along ``direction`` (gradient ascent)."""

@@ -34,6 +34,12 @@ def backend(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["core", "reference"])
+def impl(request):
+    """Each backend module in turn, called directly."""
+    return require_core() if request.param == "core" else _reference
+
+
 @pytest.fixture
 def core():
     return require_core()
@@ -63,3 +69,19 @@ def random_logits(pg, seed: int, scale: float = 1.0):
     for arr in pg.logit_arrays():
         arr[...] = rng.normal(scale=scale, size=arr.shape)
     return pg
+
+
+def make_logits(d, w, k, r, seed=0, scale=1.0):
+    """The five logit arrays of a ``d x w`` template over k models and r roles: seeded normals."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, scale, d), rng.normal(0, scale, (d, d, w)),
+            rng.normal(0, scale, (d, w, k)), rng.normal(0, scale, (d, w, r)),
+            rng.normal(0, scale, (max(d - 1, 0), w, w)))
+
+
+def make_costs(k, seed=0):
+    """A kernel cost table of k models (columns of pytts.constants.COST_COLUMNS): seeded."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(1e8, 1e11, k), rng.uniform(10, 500, k),
+                            rng.uniform(100, 5000, k), rng.uniform(10, 100, k),
+                            rng.uniform(0, 0.5, k)])

@@ -1,11 +1,12 @@
 """The boundary of the compiled module ``pytts._core``: every bad argument is a ValueError naming it,
 no input crashes or reads out of bounds (this module also runs under ASan/UBSan, see
-.ci/sanitize), and every accepted input gives the reference's answer.
+.ci/sanitize), and every accepted input gives the reference's answer. What the kernels compute
+is tested on both backends elsewhere (test_kernels_agreement, test_kernels_sampling,
+test_distribution).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from pytts import _reference as ref
 
-from conftest import require_core
+from conftest import make_costs, make_logits, require_core
 
 pytestmark = pytest.mark.sanitize
 
@@ -34,20 +35,6 @@ def _core():
 
 
 # ---------------------------------------------------------------- builders
-def make_logits(d, w, k, r, seed=0, scale=1.0):
-    rng = np.random.default_rng(seed)
-    return (rng.normal(0, scale, d), rng.normal(0, scale, (d, d, w)),
-            rng.normal(0, scale, (d, w, k)), rng.normal(0, scale, (d, w, r)),
-            rng.normal(0, scale, (max(d - 1, 0), w, w)))
-
-
-def make_costs(k, seed=0):
-    rng = np.random.default_rng(seed)
-    return np.column_stack([rng.uniform(0.1, 70, k), rng.uniform(10, 500, k),
-                            rng.uniform(100, 5000, k), rng.uniform(10, 100, k),
-                            rng.uniform(0, 0.5, k)])
-
-
 def sample(core, logits, n=50, seed=1, budget=math.inf, costs=None, base=100.0):
     return core.sample_graphs(*logits, costs, base, n, seed, budget, 100 * n + 100)
 
@@ -78,6 +65,10 @@ def _calls(core, setup):
         "sample_graphs": (core.sample_graphs, dict(**lg, model_costs=costs,
                                                    base_prompt_tokens=100.0, n=5, seed=1,
                                                    budget=1e15, max_draws=1000)),
+        "Sampler": (core.Sampler, dict(**lg)),
+        "Sampler.sample": (core.Sampler(*logits).sample,
+                           dict(model_costs=costs, base_prompt_tokens=100.0, n=5, seed=1,
+                                budget=1e15, max_draws=1000)),
         "vote": (core.vote, dict(ids=np.zeros((3, 4), np.int64), weights=np.ones((3, 4)))),
         "canonical_order": (core.canonical_order, dict(**graphs)),
     }
@@ -100,7 +91,8 @@ ARRAY_ARGS = [
     ("grad_log_prob", a) for a in LOGIT_NAMES + ["model", "role", "edges", "weights"]
 ] + [
     ("sample_graphs", a) for a in LOGIT_NAMES + ["model_costs"]
-] + [("vote", "ids"), ("vote", "weights")] + [
+] + [("Sampler", a) for a in LOGIT_NAMES] + [("Sampler.sample", "model_costs")] + [
+    ("vote", "ids"), ("vote", "weights")] + [
     ("canonical_order", a) for a in ("model", "role", "edges")]
 
 
@@ -194,7 +186,7 @@ def test_graph_template_limits_are_value_errors(core):
 @pytest.mark.parametrize("name", LOGIT_NAMES)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_logits_are_value_errors_naming_the_array(core, setup, name, bad):
-    for fname in ("log_prob", "grad_log_prob", "sample_graphs"):
+    for fname in ("log_prob", "grad_log_prob", "sample_graphs", "Sampler"):
         fn, kwargs = _calls(core, setup)[fname]
         value = kwargs[name].copy()
         if value.size == 0:
@@ -206,7 +198,7 @@ def test_non_finite_logits_are_value_errors_naming_the_array(core, setup, name, 
 @pytest.mark.parametrize("column,bad", [(0, -1.0), (1, -0.5), (2, 0.0), (3, -1.0), (4, -1e-9),
                                         (0, np.nan), (2, np.inf)])
 def test_bad_model_costs_are_value_errors(core, setup, column, bad):
-    for fname in ("graph_cost", "feasible", "sample_graphs"):
+    for fname in ("graph_cost", "feasible", "sample_graphs", "Sampler.sample"):
         fn, kwargs = _calls(core, setup)[fname]
         costs = kwargs["model_costs"].copy()
         costs[1, column] = bad
@@ -247,6 +239,8 @@ def test_error_message_names_the_position(core, setup):
     ("sample_graphs", "seed", -1), ("sample_graphs", "seed", 2**64),
     ("sample_graphs", "seed", "7"), ("sample_graphs", "budget", math.nan),
     ("sample_graphs", "max_draws", -5), ("sample_graphs", "base_prompt_tokens", math.inf),
+    ("Sampler.sample", "n", -1), ("Sampler.sample", "seed", 2**64),
+    ("Sampler.sample", "budget", math.nan), ("Sampler.sample", "max_draws", -5),
 ])
 def test_bad_scalars_are_value_errors_naming_them(core, setup, fname, arg, value):
     fn, kwargs = _calls(core, setup)[fname]
@@ -254,17 +248,9 @@ def test_bad_scalars_are_value_errors_naming_them(core, setup, fname, arg, value
 
 
 def test_finite_budget_needs_model_costs(core, setup):
-    fn, kwargs = _calls(core, setup)["sample_graphs"]
-    _expect_value_error(fn, {**kwargs, "model_costs": None}, "model_costs")
-
-
-def test_model_costs_are_not_read_without_a_budget(core, setup):
-    fn, kwargs = _calls(core, setup)["sample_graphs"]
-    placeholder = np.zeros_like(kwargs["model_costs"])  # invalid speeds, never used
-    a = fn(**{**kwargs, "budget": math.inf, "model_costs": placeholder})
-    b = fn(**{**kwargs, "budget": math.inf, "model_costs": None})
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
+    for fname in ("sample_graphs", "Sampler.sample"):
+        fn, kwargs = _calls(core, setup)[fname]
+        _expect_value_error(fn, {**kwargs, "model_costs": None}, "model_costs")
 
 
 def test_model_costs_with_fewer_rows_than_models_are_rejected(core, setup):
@@ -339,100 +325,6 @@ def test_empty_inputs_give_empty_outputs(core, setup):
     winner, support = core.vote(np.zeros((2, 0), np.int64), None)
     np.testing.assert_array_equal(winner, [-1, -1])
     assert core.intern_answers([]).shape == (0,)
-
-
-# ---------------------------------------------------------------- semantics against the reference
-def _random_graphs(core, d, w, k, r, b, seed, corrupt):
-    """Sampled graphs, some corrupted into impossible or arbitrary ones."""
-    rng = np.random.default_rng(seed)
-    logits = make_logits(d, w, k, r, seed)
-    model, role, edges, _, _ = sample(core, logits, n=b, seed=seed)
-    model, role, edges = model.copy(), role.copy(), edges.copy()
-    for bb in np.flatnonzero(rng.random(b) < corrupt):
-        model[bb, rng.integers(d), rng.integers(w)] = rng.integers(-1, k)
-        role[bb, rng.integers(d), rng.integers(w)] = rng.integers(0, r)
-        if d > 1:
-            edges[bb, rng.integers(d - 1), rng.integers(w), rng.integers(w)] ^= 1
-    return logits, model, role, edges
-
-
-@given(d=st.integers(1, 5), w=st.integers(1, 9), k=st.integers(1, 4), r=st.integers(1, 3),
-       b=st.integers(1, 30), seed=st.integers(0, 2**32 - 1), corrupt=st.sampled_from([0.0, 0.5]))
-@FUZZ
-def test_cost_and_log_prob_match_the_reference(d, w, k, r, b, seed, corrupt):
-    core = _core()
-    logits, model, role, edges = _random_graphs(core, d, w, k, r, b, seed, corrupt)
-    costs = make_costs(k, seed)
-    base = float(np.random.default_rng(seed).uniform(0, 300))
-    flops, lat = core.graph_cost(model, role, edges, costs, base)
-    rflops, rlat = ref.graph_cost(model, role, edges, costs, base)
-    np.testing.assert_array_equal(flops, rflops)  # same summation order: bit for bit
-    np.testing.assert_array_equal(lat, rlat)
-    budget = float(np.median(flops))
-    np.testing.assert_array_equal(core.feasible(model, role, edges, costs, base, budget),
-                                  flops <= budget)
-    lp = core.log_prob(*logits, model, role, edges)
-    rlp = ref.log_prob(*logits, model, role, edges)
-    np.testing.assert_array_equal(np.isfinite(lp), np.isfinite(rlp))
-    np.testing.assert_allclose(lp[np.isfinite(lp)], rlp[np.isfinite(rlp)], rtol=1e-12, atol=1e-11)
-    ok = np.isfinite(lp)
-    weights = np.random.default_rng(seed).normal(size=int(ok.sum()))
-    grads = core.grad_log_prob(*logits, model[ok], role[ok], edges[ok], weights)
-    rgrads = ref.grad_log_prob(*logits, model[ok], role[ok], edges[ok], weights)
-    for g, rg in zip(grads, rgrads):
-        np.testing.assert_allclose(g, rg, rtol=1e-10, atol=1e-10)
-
-
-@given(d=st.integers(1, 5), w=st.integers(1, 10), k=st.integers(1, 5), r=st.integers(1, 3),
-       n=st.integers(0, 60), seed=st.integers(0, 2**64 - 1), quantile=st.sampled_from([None, 0.05, 0.5, 1.0]),
-       scale=st.sampled_from([0.3, 1.0, 5.0]))
-@FUZZ
-def test_sampled_graphs_are_valid_feasible_and_scored_exactly(d, w, k, r, n, seed, quantile,
-                                                              scale):
-    core = _core()
-    logits = make_logits(d, w, k, r, seed % 2**32, scale)
-    costs = make_costs(k, seed % 2**32)
-    budget = math.inf
-    if quantile is not None:
-        probe = sample(core, logits, n=64, seed=seed)
-        budget = float(np.quantile(core.graph_cost(*probe[:3], costs, 50.0)[0], quantile))
-    model, role, edges, logp, n_drawn = core.sample_graphs(*logits, costs, 50.0, n, seed,
-                                                           budget, 50 * n)
-    b = len(model)
-    assert model.shape == (b, d, w) and role.shape == (b, d, w)
-    assert edges.shape == (b, d - 1, w, w) and logp.shape == (b,)
-    assert b <= n and b <= n_drawn <= 50 * n and (b == n or n_drawn == 50 * n)
-    # The sampler's logp is log_prob of the graph, bit for bit, and every graph is possible.
-    np.testing.assert_array_equal(logp, core.log_prob(*logits, model, role, edges))
-    assert np.isfinite(logp).all()
-    np.testing.assert_allclose(logp, ref.log_prob(*logits, model, role, edges), rtol=1e-12,
-                               atol=1e-11)
-    assert core.feasible(model, role, edges, costs, 50.0, budget).all()
-    again = core.sample_graphs(*logits, costs, 50.0, n, seed, budget, 50 * n)
-    for x, y in zip((model, role, edges, logp, n_drawn), again):
-        np.testing.assert_array_equal(x, y)
-
-
-@given(q=st.integers(0, 20), b=st.integers(1, 70), distinct=st.integers(1, 6),
-       seed=st.integers(0, 2**32 - 1), weighted=st.booleans(), big_ids=st.booleans())
-@FUZZ
-def test_vote_matches_the_reference(q, b, distinct, seed, weighted, big_ids):
-    core = _core()
-    rng = np.random.default_rng(seed)
-    pool = rng.integers(0, 2**62, distinct) if big_ids else np.arange(distinct)
-    ids = np.where(rng.random((q, b)) < 0.2, -1, rng.choice(pool, (q, b))).astype(np.int64)
-    weights = rng.choice([0.0, 0.5, 1.0, 2.0], (q, b)) if weighted else None
-    winner, support = core.vote(ids, weights)
-    rwinner, rsupport = ref.vote(ids, weights)
-    np.testing.assert_array_equal(winner, rwinner)
-    np.testing.assert_array_equal(support, rsupport)
-
-
-@given(st.lists(st.one_of(st.none(), st.text(max_size=12)), max_size=40))
-@FUZZ
-def test_intern_answers_matches_the_reference(answers):
-    core = _core()
-    np.testing.assert_array_equal(core.intern_answers(answers), ref.intern_answers(answers))
 
 
 # ---------------------------------------------------------------- fuzz: garbage in, ValueError out
@@ -551,110 +443,3 @@ def test_fuzz_every_function_raises_value_error_or_answers_like_the_reference(ca
             np.testing.assert_array_equal(o, e)
     else:
         np.testing.assert_array_equal(out, expected)
-
-
-# ---------------------------------------------------------------- the sampled distribution
-def _enumerate(d, w, k, r):
-    """Every graph the template can hold (roles 0 where unused), as batch arrays."""
-    models, roles, edges = [], [], []
-    de = max(d - 1, 0)
-    for mflat in itertools.product(range(-1, k), repeat=d * w):
-        m = np.array(mflat, np.int16).reshape(d, w)
-        act = m >= 0
-        n_role = int(act[1:].sum())
-        n_edge = int(sum((act[l][:, None] & act[l + 1][None, :]).sum() for l in range(de)))
-        for rflat in itertools.product(range(r), repeat=n_role):
-            ro = np.zeros((d, w), np.int8)
-            ro[1:][act[1:]] = rflat
-            for eflat in itertools.product((0, 1), repeat=n_edge):
-                e = np.zeros((de, w, w), np.uint8)
-                pos = 0
-                for l in range(de):
-                    mask = act[l][:, None] & act[l + 1][None, :]
-                    cnt = int(mask.sum())
-                    e[l][mask] = eflat[pos:pos + cnt]
-                    pos += cnt
-                models.append(m)
-                roles.append(ro)
-                edges.append(e)
-    return np.array(models), np.array(roles), np.array(edges)
-
-
-@pytest.mark.parametrize("d,w,k,r", [(2, 2, 2, 2), (3, 2, 1, 1), (2, 3, 1, 2)])
-@pytest.mark.parametrize("conditioned", [False, True])
-def test_sampler_frequencies_match_exact_probabilities(core, d, w, k, r, conditioned):
-    logits = make_logits(d, w, k, r, seed=11, scale=1.0)
-    model, role, edges = _enumerate(d, w, k, r)
-    logp = core.log_prob(*logits, model, role, edges)
-    possible = np.isfinite(logp)
-    model, role, edges, prob = model[possible], role[possible], edges[possible], np.exp(logp[possible])
-    assert prob.sum() == pytest.approx(1.0, abs=1e-12)
-    costs = make_costs(k, seed=5)
-    budget = math.inf
-    if conditioned:
-        flops = core.graph_cost(model, role, edges, costs, 20.0)[0]
-        budget = float(np.quantile(flops, 0.5))
-        prob = np.where(flops <= budget, prob, 0.0)
-        prob /= prob.sum()
-    n = 200_000
-    sm, sr, se, slp, _ = core.sample_graphs(*logits, costs, 20.0, n, 2024, budget, 20 * n)
-    index = {key: i for i, key in enumerate(_keys(model, role, edges))}
-    counts = np.bincount([index[key] for key in _keys(sm, sr, se)], minlength=len(prob))
-    expected = n * prob
-    # Every graph within 5 standard deviations, and a chi-square close to its degrees of freedom.
-    sd = np.sqrt(np.maximum(expected * (1 - prob), 1e-12))
-    assert (np.abs(counts - expected) <= 5 * sd + 1).all()
-    seen = expected > 0
-    chi2 = (((counts - expected) ** 2)[seen] / expected[seen]).sum()
-    dof = seen.sum() - 1
-    assert chi2 < dof + 6 * math.sqrt(2 * dof) + 10
-    assert counts[~seen].sum() == 0
-
-
-def _keys(model, role, edges):
-    b = len(model)
-    return [bytes(x) for x in np.concatenate(
-        [model.reshape(b, -1).view(np.uint8), role.reshape(b, -1).view(np.uint8),
-         edges.reshape(b, -1)], axis=1)]
-
-
-def test_max_draws_bounds_the_work_and_rows_are_only_accepted_graphs(core, setup):
-    logits, costs, *_ = setup
-    model, role, edges, logp, n_drawn = core.sample_graphs(*logits, costs, 100.0, 1000, 3,
-                                                           0.0, 777)
-    assert n_drawn == 777 and len(model) == 0
-    model, role, edges, logp, n_drawn = core.sample_graphs(*logits, None, 100.0, 1000, 3,
-                                                           math.inf, 10)
-    assert n_drawn == 10 and len(model) == 10
-
-
-def test_sample_output_is_writable_and_owned_by_numpy(core, setup):
-    logits = setup[0]
-    model, role, edges, logp, _ = sample(core, logits, n=20)
-    for a in (model, role, edges, logp):
-        assert a.flags.c_contiguous and a.flags.writeable
-        a[...] = 0
-
-
-@pytest.mark.parametrize("d,w,k,r", [(16, 64, 3, 2), (2, 2, 32767, 127), (3, 9, 2, 2)])
-def test_template_limits_sample_and_score_exactly(core, d, w, k, r):
-    # Widest: 64-bit predecessor masks and the single-predecessor terms computed on the fly;
-    # W = 9: no subset table; the largest K and R: long alias tables.
-    logits = make_logits(d, w, k, r, seed=5, scale=2.0)
-    costs = make_costs(k, seed=5)
-    probe = sample(core, logits, n=40, seed=9)
-    budget = float(np.median(core.graph_cost(*probe[:3], costs, 10.0)[0]))
-    model, role, edges, logp, _ = core.sample_graphs(*logits, costs, 10.0, 40, 9, budget, 10_000)
-    assert len(model) == 40
-    np.testing.assert_array_equal(logp, core.log_prob(*logits, model, role, edges))
-    np.testing.assert_allclose(logp, ref.log_prob(*logits, model, role, edges), rtol=1e-12,
-                               atol=1e-10)
-    flops, latency = core.graph_cost(model, role, edges, costs, 10.0)
-    want = ref.graph_cost(model, role, edges, costs, 10.0)
-    np.testing.assert_array_equal(flops, want[0])
-    np.testing.assert_array_equal(latency, want[1])
-    assert (flops <= budget).all()
-    weights = np.linspace(-1, 1, 40)
-    for g, rg in zip(core.grad_log_prob(*logits, model, role, edges, weights),
-                     ref.grad_log_prob(*logits, model, role, edges, weights)):
-        np.testing.assert_allclose(g, rg, rtol=1e-9, atol=1e-9)

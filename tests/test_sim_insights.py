@@ -49,7 +49,7 @@ def best_by_shape(sim: SimulatedPool, budget: str, depths, widths) -> dict:
                 candidates += [((d, w), (names[a], names[b]), parallel_chains(names, d, w, a, b))
                                for w in widths]
     batch = GraphBatch.from_graphs([g for _, _, g in candidates])
-    flops, _ = graph_cost(batch, cost)
+    flops, _ = cost.batch_cost(batch)
     keep = np.flatnonzero(flops <= limit)
     batch = GraphBatch(batch.model[keep], batch.role[keep], batch.edges[keep])
     means, _ = sim.expected_accuracy_batch(batch, n_samples=N_SAMPLES)
@@ -185,7 +185,7 @@ def test_tiny_preset_has_a_nontrivial_exhaustive_optimum():
     cost = sim.cost_model()
     depth, width = sim.template
     batch = enumerate_graphs(depth, width, len(sim.pool), 2)
-    flops, _ = graph_cost(batch, cost)
+    flops, _ = cost.batch_cost(batch)
     limits = {name: b.resolve(cost) for name, b in sim.budgets.items()}
     keep = np.flatnonzero(flops <= limits["high"])
     batch = GraphBatch(batch.model[keep], batch.role[keep], batch.edges[keep])

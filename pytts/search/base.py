@@ -21,7 +21,6 @@ from ..cost import Budget, CostModel, as_flops
 from ..errors import ConfigError
 from ..evaluate import EvalResult
 from ..graph import CollaborationGraph, GraphBatch, check_template
-from ..kernels import graph_cost
 from ..pool import ModelPool
 from ..probgraph import ProbGraph
 from .history import TrialRecord
@@ -234,7 +233,7 @@ class Searcher(ABC):
         """FLOPs per query of each graph under this searcher's cost model."""
         if not graphs:
             return np.zeros(0)
-        return graph_cost(GraphBatch.from_graphs(list(graphs)), self.cost)[0]
+        return self.cost.batch_cost(GraphBatch.from_graphs(list(graphs)))[0]
 
     def feasible(self, graphs: Sequence[CollaborationGraph]) -> np.ndarray:
         """``bool[len(graphs)]``: which graphs fit this searcher's template and budget."""

@@ -9,7 +9,6 @@ import numpy as np
 from ..cost import CostModel
 from ..errors import ConfigError
 from ..graph import ROLES, CollaborationGraph
-from ..kernels import feasible
 from ..space import count_graphs, enumerate_graphs
 from .base import Searcher
 
@@ -29,7 +28,7 @@ def feasible_graphs(template: tuple[int, int], cost: CostModel, budget: float, *
                           f"graphs, more than the exhaustive limit of {limit:,}; use a smaller "
                           "template (depth, width or pool) or another searcher")
     batch = enumerate_graphs(depth, width, len(names), len(ROLES), limit=limit)
-    batch = batch.take(feasible(batch, cost, budget))
+    batch = batch.take(cost.feasible(batch, budget))
     distinct: dict[str, CollaborationGraph] = {}
     for g in batch.graphs(names):
         distinct.setdefault(g.canonical_key(), g)

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..cost import CostModel
 from ..graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
-from ..kernels import graph_cost
 
 
 def neighbours(graph: CollaborationGraph) -> list[CollaborationGraph]:
@@ -114,7 +113,7 @@ def shrink_to_budget(graph: CollaborationGraph, cost: CostModel,
             return CollaborationGraph.chain([cheapest], graph.model_names,
                                             template=graph.template)
         shrunk = [CollaborationGraph(*arrays, graph.model_names) for arrays in options]
-        flops = graph_cost(GraphBatch.from_graphs(shrunk), cost)[0]
+        flops = cost.batch_cost(GraphBatch.from_graphs(shrunk))[0]
         graph = shrunk[int(np.argmin(flops))]
 
 
