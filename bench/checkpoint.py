@@ -29,7 +29,7 @@ import numpy as np
 
 from pytts.evaluate import EvalResult
 from pytts.graph import CollaborationGraph
-from pytts.llm.sim import SimulatedPool
+from pytts.sim import SimulatedPool
 from pytts.search import RandomSearch, SearchProgress, run_search
 
 PRESET = "math-like"

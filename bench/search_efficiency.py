@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.reference import reference_optimum
 from pytts.graph import FUSER
 from pytts.search import TPE, AgentReinforce, LLMOptimizer, RandomSearch, Reinforce, run_search
 from pytts.search.racing import RacingPolicy
 from pytts.sim import GroundTruth, SimPreset, SimulatedPool
 from pytts.sim.evaluator import LatentEvaluator
+from pytts.sim.reference import reference_optimum
 
 CHECKPOINTS = (8, 16, 32, 64)
 RACE_STAGES = (25, 50, 100)

@@ -388,7 +388,8 @@ def canonical_order(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
     A slot holds a node where ``model >= 0`` and an edge is any nonzero byte; both backends read
     any values safely, so only shapes, dtypes and the template limits are checked.
     """
-    (m, r, e), _ = _graph_arrays(model, role, edges, {})
+    # model and role values are labels here: any id an int16/int8 holds is fine
+    (m, r, e), _ = _graph_arrays(model, role, edges, {"K": 1 << 15, "R": 1 << 7})
     order: npt.NDArray[np.int32] = _impl.canonical_order(m, r, e)
     return order
 

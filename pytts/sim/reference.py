@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytts.cost import CostModel
-from pytts.graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
-from pytts.search.moves import FUSER_COUNTS, neighbours, structural_moves
-from pytts.sim import GroundTruth, SimPreset
+from ..cost import CostModel
+from ..graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
+from ..search.moves import FUSER_COUNTS, neighbours, structural_moves
+from .client import SimulatedPool
+from .presets import SimPreset
+from .truth import GroundTruth
 
 SCREEN_SAMPLES = 48
 FINAL_SAMPLES = 4000
@@ -96,10 +98,11 @@ def strategy_family(names: tuple[str, ...], template: tuple[int, int], cost: Cos
     return out
 
 
-def reference_optimum(preset: SimPreset, budget_name: str) -> Reference:
-    """The reference optimum of ``preset`` at its budget ``budget_name`` (module docstring)."""
+def reference_optimum(preset: SimPreset, budget_name: str, *,
+                      local_rounds: int = LOCAL_ROUNDS) -> Reference:
+    """The reference optimum of ``preset`` at its budget ``budget_name`` (module docstring);
+    ``local_rounds`` bounds the local search (fewer rounds: faster, possibly lower)."""
     truth = GroundTruth(preset)
-    from pytts.sim import SimulatedPool
     sim = SimulatedPool(preset)
     cost = sim.cost_model()
     budget = preset.budgets[budget_name].resolve(cost)
@@ -129,7 +132,7 @@ def reference_optimum(preset: SimPreset, budget_name: str) -> Reference:
     single = max(v for v, g in scores.values()
                  if g.depth == 1 and len(set(g.model[0][g.model[0] >= 0].tolist())) == 1)
     expanded: set[str] = set()
-    for _ in range(LOCAL_ROUNDS):
+    for _ in range(local_rounds):
         ranked = sorted(scores.items(), key=lambda kv: -kv[1][0])[:LOCAL_PARENTS]
         parents = [(k, g) for k, (_, g) in ranked if k not in expanded]
         if not parents:
