@@ -9,7 +9,7 @@ with racing (`RacingPolicy`: 25, 50, 100 race questions, 50 confirmation questio
 simulator's latent-code kernel (`LatentEvaluator`, one sample per question, keyed by the run's
 seed: all searchers of one seed see the same dev noise). After 8, 16, 32 and 64 evaluations the
 graph the search would hand a user (its confirmed selection) is scored by its expected accuracy
-on the test split; the reference optimum comes from `bench.reference`.
+on the test split; the reference optimum comes from `pytts.sim.reference`.
 
 Reported per searcher (``search_efficiency.md`` in ``--out``): median expected accuracy of the
 returned graph and median regret to the optimum at each checkpoint, LLM calls spent by then,

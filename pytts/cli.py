@@ -72,7 +72,10 @@ def _search_config(args: argparse.Namespace):
     overrides = {k: getattr(args, k) for k in SearchConfig.keys()}
     base = SearchConfig.from_file(args.config) if args.config else SearchConfig()
     if args.demo:
-        base = base.merged({"pool": "sim:math-like", "task": "sim"})
+        # the preset's high budget: there the best graph is a multi-node strategy that beats
+        # every single-model graph, so the search has something to find
+        base = base.merged({"pool": "sim:math-like", "task": "sim", "budget": "high",
+                            "n_questions": 100})
     if args.local:
         base = base.merged({"pool": "local", "task": "arith", "n_questions": 10,
                             "n_evals": 6, "batch_size": 2, "concurrency": 2, "max_tokens": 96})
@@ -128,10 +131,12 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                                                 evaluator_factory=evaluator_factory))
     if report.best_graph is not None and report.best_result is not None:
         r = report.best_result
-        console.print(f"best graph: accuracy {r.accuracy:.3f} "
+        console.print(f"returned graph: dev accuracy {r.accuracy:.3f} "
                       f"[{r.ci_low:.3f}, {r.ci_high:.3f}], {r.mean_flops:.3g} FLOPs, "
                       f"{r.mean_latency_s:.2f} s per query")
         console.print(report.best_graph.describe())
+        if setup.sim is not None:
+            console.print(runner.simulated_truth_lines(setup, report)[0].replace("**", ""))
     console.print(f"{report.n_evals} evaluations; {report.calls_made} LLM calls made, "
                   f"{report.calls_served} served from the bank; wrote {run_dir}/"
                   f"{runner.SUMMARY_FILE} and {run_dir}/{runner.PLOTS_DIR}/")

@@ -57,6 +57,7 @@ class SearchConfig:
     bank: str | None = None
     ray: str | None = None
     runs_dir: str = "runs"
+    racing: str = field(default="on", metadata=_choice(("on", "off")))
 
     def __post_init__(self) -> None:
         self.validate()

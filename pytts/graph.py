@@ -1,7 +1,7 @@
 """Collaboration graphs: one graph (`CollaborationGraph`) and a batch of them (`GraphBatch`).
 
-A graph lives on a template of ``D`` layers x ``W`` slots and is three arrays (DESIGN.md, "The
-graph"): ``model[D, W]`` (pool index, -1 = empty slot), ``role[D, W]`` and
+A graph lives on a template of ``D`` layers x ``W`` slots and is three arrays (docs/design.md,
+"The graph model"): ``model[D, W]`` (pool index, -1 = empty slot), ``role[D, W]`` and
 ``edges[D-1, W, W]`` (``edges[l, i, j] = 1`` carries node (l, i)'s answer to node (l+1, j)).
 """
 

@@ -30,6 +30,7 @@ from .llm.bank import BankedClient, ResponseBank
 from .llm.base import LLMClient
 from .pool import ModelPool
 from .search import SEARCHERS, Accuracy, AccuracyLatency, Searcher
+from .search.racing import RacingPolicy
 from .search.run import SearchProgress, SearchReport, run_search
 from .tasks.base import Task
 
@@ -90,7 +91,8 @@ def resolve(config: SearchConfig) -> RunSetup:
         cost = CostModel(pool, task.prompt_tokens)
     if config.budget is None and not default_budget:
         raise ConfigError("budget is required for a pool file: FLOPs (2e12) or 'N x MODEL'")
-    budget_flops = Budget.parse(config.budget or default_budget).resolve(cost)
+    named = sim.budgets.get(config.budget) if sim is not None and config.budget else None
+    budget_flops = (named or Budget.parse(config.budget or default_budget)).resolve(cost)
     template = (config.depth or template[0], config.width or template[1])
     from .graph import check_template
     try:
@@ -219,13 +221,25 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
             searcher = make_searcher(setup, agent_client)
             report = await run_search(searcher, evaluator, config.n_evals,
                                       batch_size=config.batch_size, checkpoint=run_dir,
-                                      progress=progress or False)
+                                      progress=progress or False,
+                                      racing=racing_policy(config, len(setup.task.questions)))
     finally:
         if agent_client is not None:
             await agent_client.aclose()
         bank.close()
     write_outputs(run_dir, setup, report)
     return report
+
+
+def racing_policy(config: SearchConfig, n_questions: int) -> RacingPolicy | None:
+    """Racing for a dev set of ``n_questions``: 70% race questions in three stages (a quarter,
+    half, all of them), the rest confirm the returned graph; None when racing is off, the dev
+    set is too small to split, or candidates run on Ray workers (which score whole dev sets)."""
+    if config.racing == "off" or config.ray or n_questions < 8:
+        return None
+    n_race = max(4, round(0.7 * n_questions))
+    stages = tuple(sorted({max(2, n_race // 4), max(3, n_race // 2), n_race}))
+    return RacingPolicy(stages, confirm=n_questions - n_race)
 
 
 def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport) -> None:
@@ -268,15 +282,41 @@ def summary_markdown(setup: RunSetup, report: SearchReport) -> str:
              ""]
     if report.best_graph is not None and report.best_result is not None:
         r = report.best_result
-        lines += ["## Best graph", "",
-                  f"accuracy **{r.accuracy:.3f}** (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}), "
-                  f"{r.mean_flops:.3g} FLOPs and {r.mean_latency_s:.2f} s per query", "",
-                  "```", report.best_graph.describe(), "```", ""]
+        lines += ["## Returned graph", "",
+                  f"dev accuracy **{r.accuracy:.3f}** on {r.n_questions} questions (95% CI "
+                  f"{r.ci_low:.3f}-{r.ci_high:.3f}), {r.mean_flops:.3g} FLOPs and "
+                  f"{r.mean_latency_s:.2f} s per query", ""]
+        sel = report.selection
+        if sel is not None and sel.difference is not None:
+            low, high = sel.difference.interval()
+            lines += [f"Chosen among the best raced graphs on confirmation questions: "
+                      f"{100 * sel.difference.mean:+.1f} points over the runner-up on "
+                      f"{sel.difference.n} shared questions (95% CI {100 * low:+.1f} to "
+                      f"{100 * high:+.1f}).", ""]
+        lines += ["```", report.best_graph.describe(), "```", ""]
+        if setup.sim is not None:
+            lines += simulated_truth_lines(setup, report)
     lines += ["## Pareto front (accuracy vs latency)", "", "| accuracy | latency s |", "|---|---|"]
     lines += [f"| {p.accuracy:.3f} | {p.cost:.2f} |" for p in report.pareto_latency.points()]
     lines += ["", "Plots: `plots/best_so_far.png`, `plots/accuracy_vs_flops.png`, "
               "`plots/accuracy_vs_latency.png`, `plots/best_graph.png`.", ""]
     return "\n".join(lines)
+
+
+def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
+    """For a simulated run: the expected test accuracy of the returned graph and of the best
+    single-model graph the run evaluated (the ground truth a real run cannot know)."""
+    from .sim import GroundTruth
+    truth = GroundTruth(setup.sim.preset)
+    returned = truth.expected_accuracy(report.best_graph)[0]
+    singles = {r.key: r.graph for r in report.history
+               if r.graph.depth == 1 and len(set(r.graph.model[0][r.graph.active[0]])) == 1}
+    best_single = max((truth.expected_accuracy(g)[0] for g in singles.values()), default=None)
+    line = f"Expected test accuracy (simulator ground truth): returned graph **{returned:.3f}**"
+    if best_single is not None:
+        line += (f"; best single-model graph evaluated {best_single:.3f} "
+                 f"({100 * (returned - best_single):+.1f} points)")
+    return [line + ".", ""]
 
 
 def read_best(path: str | Path) -> tuple[CollaborationGraph, dict]:

@@ -1,4 +1,4 @@
-"""The simulated presets reproduce the paper's three insights (PAPER.md), measured with the
+"""The simulated presets reproduce the paper's three insights (docs/method.md), measured with the
 Monte-Carlo ground truth `SimulatedPool.expected_accuracy` (seeded, so these are exact
 statements about the calibration, not noisy samples).
 

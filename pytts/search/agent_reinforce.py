@@ -1,21 +1,24 @@
 """Agent-REINFORCE (arXiv 2511.00086): REINFORCE's *sample -> gradient -> update* loop with an
 agent's feedback in place of the gradient, on a probabilistic graph, under a trust region.
 
-Loop (PAPER.md, "Agent-REINFORCE"):
+Loop (docs/method.md, "The loop"):
 
 1. **Initialize** (insight 1): one pilot per model - the widest single-layer graph of that model
    that fits the budget (budget-matched self-consistency, so "several calls of a small model vs
-   one of a big one" is measured directly). The agent turns the pilot scores into a model
-   preference and the probabilistic graph starts as `ProbGraph.from_preference` (its depth and
-   widths uniform: one-layer pilots say nothing about depth).
-2. **Sample** a round of ``round_size`` new candidates within the budget: ``n_local`` local
-   moves of the best graph so far (exploitation, alternating between *shape* moves that probe
-   one step of width or depth - insight 2 - and *content* moves of models, roles and edges,
-   each drawn by its probability under the distribution), and samples of the distribution.
-3. **Evaluate** (by the caller: ask/tell).
+   one of a big one" is measured directly). The agent turns the pilot scores into a preference
+   for *first answers* only (pilots say nothing of who refines or fuses best, nor of depth), and
+   the trust region bounds this first move away from the uniform distribution.
+2. **Sample** a round of ``round_size`` new candidates within the budget. A pool of structural
+   moves of the best few graphs (add a refinement step or fusers, hand a role to another model,
+   add or drop a branch or a step, each fitted to the budget), local moves of the best graph
+   and samples of the probabilistic graph is ranked by a surrogate of accuracy (a Gaussian
+   process over generic TTS descriptors, `pytts.search.surrogate`): the first pick maximises
+   expected improvement, the others are Thompson-style draws (docs/method.md, "Candidates").
+   Without the surrogate: ``n_local`` local moves of the best graph, then samples.
+3. **Evaluate** (by the caller: ask/tell; `run_search` races candidates for every searcher).
 4. **Feedback**: the agent reads every scored graph and writes a textual gradient and a
-   structured `Update` (anchor graph or target region, model mix, fuser share, edge density,
-   step size).
+   structured `Update` (anchor graph or target region, first-answer and later-step model mixes,
+   fuser share, edge density, step size).
 5. **Update** (insights 2 and 3): `move_toward` mixes each distribution toward the update's
    target with the step size - depth and the widths *given that depth* together - optionally
    plus a REINFORCE step on the round (``reinforce_lr``), then `TrustRegion` bounds the move.
