@@ -19,8 +19,7 @@ namespace sim {
 
 constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 constexpr int kOutcomeShift = 64 - 24;  // the outcome field: the top 24 bits
-constexpr int kKeepBits = 16;           // the keep field: the low 16 bits
-constexpr std::uint64_t kWrongMask = 0xFFFF;  // the wrong field: 16 bits above the keep field
+constexpr int kKeepBits = 16;  // the keep field: the low 16 bits; the wrong field: the next 16
 constexpr double kOutcomeUnit = 1.0 / 16777216.0;  // 2**-24
 constexpr int kMissing = -1;
 constexpr int kCorrect = 0;
@@ -35,7 +34,9 @@ inline std::uint64_t mix64(std::uint64_t x) {
     return x ^ (x >> 31);
 }
 
-inline std::uint64_t fold(std::uint64_t h, std::uint64_t v) { return mix64(h ^ mix64(v + kGolden)); }
+inline std::uint64_t fold(std::uint64_t h, std::uint64_t v) {
+    return mix64(h ^ mix64(v + kGolden));
+}
 
 // The model's thresholds (pytts.sim.latent.Thresholds), row-major.
 struct Thresholds {
@@ -175,7 +176,7 @@ inline bool make_plan(const Batch& g, const Thresholds& t, std::int64_t b, Plan&
 // bits). Scores are summed as integers in units of 2**-24, so their order does not matter.
 constexpr int kBlock = 512;
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #define PYTTS_SIM_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define PYTTS_SIM_CLONES
@@ -201,7 +202,7 @@ struct Scratch {
 // best[i] = the most common of in[0..k)[i] among counted codes (ties: the earliest), else
 // kMissing; counted(c) is c != kMissing (wrong_only = false) or c > kCorrect (true).
 PYTTS_SIM_PASS void plurality(const std::int32_t* const* in, int k, bool wrong_only, int m,
-                      std::int32_t* PYTTS_RESTRICT best, Scratch& w) {
+                              std::int32_t* PYTTS_RESTRICT best, Scratch& w) {
     std::int32_t* PYTTS_RESTRICT count = w.count;
     std::int32_t* PYTTS_RESTRICT best_count = w.best_count;
     const std::int32_t floor = wrong_only ? kCorrect : kMissing;
@@ -229,7 +230,7 @@ PYTTS_SIM_PASS void plurality(const std::int32_t* const* in, int k, bool wrong_o
 // threshold[i]: the node's right-answer threshold for each sample given its inputs' codes;
 // fallback[i]: the wrong answer it keeps or follows with probability keep (kMissing: none).
 PYTTS_SIM_PASS std::int32_t thresholds(const Thresholds& t, const Node& node, int q,
-                               const std::int32_t* const* in, int m, Scratch& w) {
+                                       const std::int32_t* const* in, int m, Scratch& w) {
     const std::int64_t* right = t.right + (static_cast<std::int64_t>(node.model) * t.Q + q) * 4;
     std::int32_t* PYTTS_RESTRICT th = w.threshold;
     std::int32_t* PYTTS_RESTRICT fb = w.fallback;
@@ -296,7 +297,7 @@ PYTTS_SIM_PASS std::int32_t thresholds(const Thresholds& t, const Node& node, in
 // C > 0 is the number of distractors (an unrolled loop), C = 0 reads it from t.
 template <int C>
 PYTTS_SIM_PASS void draw(const Thresholds& t, const Node& node, int q, std::int32_t keep, int m,
-                 Scratch& w, std::int32_t* PYTTS_RESTRICT out) {
+                         Scratch& w, std::int32_t* PYTTS_RESTRICT out) {
     const std::int64_t* row = t.cuts + static_cast<std::int64_t>(q) * t.C;
     const int n_cuts = C > 0 ? C : t.C;
     std::int32_t cut[C > 0 ? C : 1];
@@ -321,8 +322,8 @@ PYTTS_SIM_PASS void draw(const Thresholds& t, const Node& node, int q, std::int3
     }
 }
 
-PYTTS_SIM_PASS void draw_codes(const Thresholds& t, const Node& node, int q, std::int32_t keep, int m,
-                       Scratch& w, std::int32_t* out) {
+PYTTS_SIM_PASS void draw_codes(const Thresholds& t, const Node& node, int q, std::int32_t keep,
+                               int m, Scratch& w, std::int32_t* out) {
     switch (t.C) {  // the distractor count fixes the inner loop, so it unrolls
         case 1: draw<1>(t, node, q, keep, m, w, out); break;
         case 2: draw<2>(t, node, q, keep, m, w, out); break;
@@ -334,8 +335,8 @@ PYTTS_SIM_PASS void draw_codes(const Thresholds& t, const Node& node, int q, std
 
 // The codes of plan.nodes[0 .. stop) for question q and samples s0 .. s0 + m.
 PYTTS_SIM_PASS void run_block(const Thresholds& t, const Plan& plan, std::size_t stop, int q,
-                      const std::uint64_t* node_base, const std::uint64_t* sample_mix, int m,
-                      Scratch& w) {
+                              const std::uint64_t* node_base, const std::uint64_t* sample_mix,
+                              int m, Scratch& w) {
     const std::int32_t* in[kMaxWidth];
     for (std::size_t n = 0; n < stop; ++n) {
         const Node& node = plan.nodes[n];
@@ -395,8 +396,9 @@ inline void score_question(const Thresholds& t, const Plan& plan, bool lone, int
             for (int i = 0; i < m; ++i) add(winner[i] == kCorrect ? unit : 0);
         }
         total += sum;
-        total_sq += (static_cast<unsigned __int128>(hi2) << 24) +
-                    (static_cast<unsigned __int128>(hilo) << 13) + static_cast<unsigned __int128>(lo2);
+        using u128 = unsigned __int128;
+        total_sq += (static_cast<u128>(hi2) << 24) + (static_cast<u128>(hilo) << 13) +
+                    static_cast<u128>(lo2);
     }
 }
 

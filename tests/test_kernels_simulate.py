@@ -63,7 +63,7 @@ def cases(draw):
     samples = np.array(draw(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=6)),
                        np.uint64)
     seed = draw(st.integers(0, 2**64 - 1))
-    return kernel._arrays(sim_graphs, th, question_keys(questions), samples, seed)
+    return kernel.kernel_arguments(sim_graphs, th, question_keys(questions), samples, seed)
 
 
 @given(cases())
@@ -141,7 +141,7 @@ def test_the_binding_names_the_bad_argument(math_rows, name, value, message):
     graph = CollaborationGraph.layered([[0, 1], [2]], NAMES)
     args = dict(zip(["model", "role", "edges", "keys", "sinks", "fail", "right", "pick", "cuts",
                      "keep", "question_keys", "samples", "seed"],
-                    kernel._arrays(kernel.SimGraphs.of([graph], NAMES), th,
+                    kernel.kernel_arguments(kernel.SimGraphs.of([graph], NAMES), th,
                                    question_keys(questions), [0], 0)))
     args[name] = value
     with pytest.raises(ValueError, match=message):

@@ -55,7 +55,8 @@ class LatentEvaluator:
         self.max_tokens = int(max_tokens)
         self.cost: CostModel = sim.cost_model()
         self._keys = question_keys(self.questions)
-        self._thresholds = Thresholds.of(sim.preset, self.questions, MAX_WIDTH // 8)
+        # fusers of the preset's template are covered from the start
+        self._thresholds = Thresholds.of(sim.preset, self.questions, sim.template[1])
         costs = self.cost.model_costs  # params_b, out_tokens, prefill_tps, decode_tps, overhead_s
         self._params, self._out, self._prefill, self._decode_tps, self._overhead = costs.T
 

@@ -17,7 +17,7 @@ from ..graph import FUSER, CollaborationGraph, GraphBatch
 from . import simulate_reference
 from .latent import Thresholds
 
-__all__ = ["BACKEND", "SimGraphs", "run_codes", "score_sums"]
+__all__ = ["BACKEND", "SimGraphs", "kernel_arguments", "run_codes", "score_sums"]
 
 
 def _select_backend() -> tuple[str, ModuleType]:
@@ -82,8 +82,9 @@ class SimGraphs:
         return cls(batch, keys, sinks)
 
 
-def _arrays(graphs: SimGraphs, th: Thresholds, qkeys: np.ndarray, samples: Sequence[int] | np.ndarray,
-            seed: int) -> tuple:
+def kernel_arguments(graphs: SimGraphs, th: Thresholds, qkeys: np.ndarray,
+                     samples: Sequence[int] | np.ndarray, seed: int) -> tuple:
+    """The positional arguments of both backends' ``sim_runs``/``sim_expect``, checked."""
     if th.max_inputs < graphs.max_fuser_inputs:
         raise ValueError(f"thresholds cover fusers of up to {th.max_inputs} inputs, the graphs "
                          f"have one of {graphs.max_fuser_inputs}")
@@ -107,7 +108,7 @@ def run_codes(graphs: SimGraphs, th: Thresholds, qkeys: np.ndarray,
               samples: Sequence[int] | np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Every node's answer code and each run's voted code, for every graph x question x sample:
     ``(codes int16[B, Q, S, D, W], winner int16[B, Q, S])``."""
-    return _impl.sim_runs(*_arrays(graphs, th, qkeys, samples, seed))
+    return _impl.sim_runs(*kernel_arguments(graphs, th, qkeys, samples, seed))
 
 
 def score_sums(graphs: SimGraphs, th: Thresholds, qkeys: np.ndarray,
@@ -116,4 +117,5 @@ def score_sums(graphs: SimGraphs, th: Thresholds, qkeys: np.ndarray,
     """Per graph and question, the sum and sum of squares over ``samples`` of each run's score
     (1 for a right vote; with ``lone_sink_mean``, a single sink's probability of being right
     given its inputs): ``(float64[B, Q], float64[B, Q])``."""
-    return _impl.sim_expect(*_arrays(graphs, th, qkeys, samples, seed), bool(lone_sink_mean))
+    return _impl.sim_expect(*kernel_arguments(graphs, th, qkeys, samples, seed),
+                            bool(lone_sink_mean))
