@@ -48,12 +48,11 @@ FORGED_EXITS = [
     "import sys\nsys.modules['__main__']._exit(0)",
     "import __main__\n__main__._exit(0)",
     f"import sys\nf = sys._getframe(1)\n{_REAL_EXIT}({{**f.f_globals, **f.f_locals}})",
-    "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame.f_back\n"
-    f"    {_REAL_EXIT}({{**f.f_globals, **f.f_locals}})",
-    "import gc\nfor o in gc.get_objects():\n"
-    "    if isinstance(o, dict) and type(o.get('_exit')).__name__ == 'builtin_function_or_"
-    "method':\n"
-    "        o['_exit'](0)",
+    ("try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame.f_back\n"
+     f"    {_REAL_EXIT}({{**f.f_globals, **f.f_locals}})"),
+    ("import gc\nfor o in gc.get_objects():\n"
+     "    if isinstance(o, dict) and type(o.get('_exit')).__name__ == 'builtin_function_or_"
+     "method':\n        o['_exit'](0)"),
 ]
 
 
