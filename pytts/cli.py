@@ -122,7 +122,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         from .distributed import ray_evaluator_factory
         evaluator_factory = ray_evaluator_factory(setup.config.ray)
     console.print(f"run directory: [bold]{run_dir}[/bold]")
-    with _ProgressBar(console, setup.config.n_evals) as bar:
+    with runner.locked(run_dir), _ProgressBar(console, setup.config.n_evals) as bar:
         report = asyncio.run(runner.execute_run(setup, run_dir, progress=bar,
                                                 evaluator_factory=evaluator_factory))
     if report.best_graph is not None and report.best_result is not None:

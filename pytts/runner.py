@@ -9,6 +9,7 @@ a markdown summary and the plots; `pytts search --resume` continues it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Iterator
 
 from .config import SearchConfig
 from .cost import Budget, CostModel
@@ -38,6 +39,7 @@ BANK_FILE = "bank.sqlite"
 BEST_FILE = "best_graph.json"
 SUMMARY_FILE = "summary.md"
 PLOTS_DIR = "plots"
+LOCK_FILE = "run.lock"
 
 LOCAL_TEMPLATE = (2, 3)
 LOCAL_BUDGET = "4x smollm2-135m-fewshot"
@@ -188,6 +190,28 @@ def prepare_run_dir(config: SearchConfig) -> tuple[Path, SearchConfig]:
     (tmp / CONFIG_FILE).write_text(final.to_toml())
     os.replace(tmp, run_dir)     # the directory appears whole or not at all
     return run_dir, final
+
+
+@contextlib.contextmanager
+def locked(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run directory's exclusive lock (``fcntl.flock`` on ``run.lock``) for the block.
+
+    Another process that wants the run gets a ConfigError naming the pid holding it. The kernel
+    drops the lock when its holder exits, however it exits, so a killed run leaves no stale lock.
+    """
+    with open(Path(run_dir) / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ConfigError(f"run {run_dir} is in use by pid {holder}; wait for it to "
+                              "finish or stop that process") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 def load_run_config(run_dir: str | Path) -> SearchConfig:

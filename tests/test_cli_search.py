@@ -145,3 +145,47 @@ def test_ray_mode_gives_the_same_history_as_local_mode(tmp_path):
     a, b = _history(tmp_path / "runs" / "local"), _history(tmp_path / "runs" / "ray")
     assert [(r["key"], r["value"], r["result"]["correct"]) for r in a] == \
            [(r["key"], r["value"], r["result"]["correct"]) for r in b]
+
+
+def _start(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.Popen(PYTTS + args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_history(run: Path, records: int, timeout_s: float = 120.0) -> None:
+    history = run / "history.jsonl"
+    deadline = time.time() + timeout_s
+    while not (history.exists() and len(history.read_text().splitlines()) >= records):
+        assert time.time() < deadline, f"{run} wrote fewer than {records} records"
+        time.sleep(0.01)
+
+
+def test_a_second_resume_of_a_busy_run_exits_2_naming_the_holder(tmp_path):
+    # issue 10, item 5: a second --resume of a running search raced it for state.json and
+    # duplicated history records
+    first = _start(["search", "--demo", "--runs-dir", "runs", "--name", "busy", "--n-evals",
+                    "400", "--batch-size", "2"], cwd=tmp_path)
+    try:
+        _wait_for_history(tmp_path / "runs" / "busy", 4)
+        second = _run(["search", "--resume", "runs/busy"], cwd=tmp_path, timeout=120)
+        assert first.poll() is None, "the first search ended before the second started"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip() == (f"pytts search: error: run runs/busy is in use by pid "
+                                     f"{first.pid}; wait for it to finish or stop that process")
+    keys = [(r["number"], r["key"]) for r in _history(tmp_path / "runs" / "busy")]
+    assert len(keys) == len(set(keys)) and [n for n, _ in keys] == list(range(len(keys)))
+
+
+def test_the_lock_goes_with_a_killed_holder(tmp_path):
+    first = _start(["search", "--demo", "--runs-dir", "runs", "--name", "k", "--n-evals", "400",
+                    "--batch-size", "2"], cwd=tmp_path)
+    _wait_for_history(tmp_path / "runs" / "k", 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    from pytts import runner
+    with runner.locked(tmp_path / "runs" / "k"):
+        assert (tmp_path / "runs" / "k" / runner.LOCK_FILE).read_text() == f"{os.getpid()}\n"
