@@ -86,8 +86,6 @@ class SearchConfig:
             raise ConfigError("agent = 'llm' needs agent_endpoint and agent_model")
         if self.task in ("math", "mmlu") and not self.dataset:
             raise ConfigError(f"task = {self.task!r} needs dataset = a file of questions")
-        if self.dataset and not Path(self.dataset).is_file():
-            raise ConfigError(f"dataset = {self.dataset!r}: no such file")
         if self.pool.startswith("sim:") != (self.task == "sim"):
             raise ConfigError("task = 'sim' goes with pool = 'sim:PRESET' (and only with it)")
 
@@ -116,6 +114,27 @@ class SearchConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} does not parse: {exc}") from None
         return cls.from_mapping(data, source=str(path))
+
+    @property
+    def pool_is_file(self) -> bool:
+        """True when ``pool`` names a pool file (not "local" or a "sim:" preset)."""
+        return not (self.pool == "local" or self.pool.startswith("sim:"))
+
+    def check_files(self) -> None:
+        """ConfigError naming the key when a file the run reads does not exist. Kept apart from
+        `validate` so a finished run's config loads (``pytts compare``) without its inputs."""
+        if self.dataset and not Path(self.dataset).is_file():
+            raise ConfigError(f"dataset = {self.dataset!r}: no such file")
+
+    def with_absolute_paths(self) -> "SearchConfig":
+        """A copy whose file paths (pool file, dataset, bank, runs_dir) are absolute, so the
+        config means the same from any working directory (``--resume``, ``compare``)."""
+        paths = {key: str(Path(value).expanduser().resolve())
+                 for key, value in (("dataset", self.dataset), ("bank", self.bank),
+                                    ("runs_dir", self.runs_dir),
+                                    ("pool", self.pool if self.pool_is_file else None))
+                 if value}
+        return dataclasses.replace(self, **paths)
 
     def merged(self, overrides: Mapping[str, Any]) -> "SearchConfig":
         """A copy with the non-None ``overrides`` applied (flags over the file)."""

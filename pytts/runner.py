@@ -66,6 +66,7 @@ class RunSetup:
 
 def resolve(config: SearchConfig) -> RunSetup:
     """Check and assemble pool, task, costs, budget and template; ConfigError/BudgetError."""
+    config.check_files()
     sim = None
     if config.pool.startswith("sim:"):
         from .llm.sim import SimulatedPool
@@ -186,7 +187,7 @@ def prepare_run_dir(config: SearchConfig) -> tuple[Path, SearchConfig]:
     tmp = run_dir.with_name(f".{name}.creating")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    final = SearchConfig.from_mapping({**config.__dict__, "name": name})
+    final = SearchConfig.from_mapping({**config.__dict__, "name": name}).with_absolute_paths()
     (tmp / CONFIG_FILE).write_text(final.to_toml())
     os.replace(tmp, run_dir)     # the directory appears whole or not at all
     return run_dir, final

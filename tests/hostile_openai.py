@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import subprocess
 import sys
 import time
 from collections import Counter
+from typing import Iterator
 
 from aiohttp import web
 
@@ -115,6 +117,22 @@ class HostileServer:
         if mode == "redirect-loop":
             raise web.HTTPFound("/loop")
         return web.json_response(completion("4"))
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[str]:
+    """Run this server in a child process for the block; yields its base URL (``.../v1``)."""
+    proc = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield f"http://127.0.0.1:{int(proc.stdout.readline())}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def serve() -> None:

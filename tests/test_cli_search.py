@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hostile_openai import serving
 from pytts.cli import main
 
 PYTTS = [sys.executable, "-m", "pytts.cli"]
@@ -189,3 +190,36 @@ def test_the_lock_goes_with_a_killed_holder(tmp_path):
     from pytts import runner
     with runner.locked(tmp_path / "runs" / "k"):
         assert (tmp_path / "runs" / "k" / runner.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    with serving() as url:
+        yield url
+
+
+def test_relative_paths_are_stored_absolute_and_compare_needs_no_dataset(tmp_path, hostile):
+    # issue 10, item 6: pool and dataset were stored as typed, so --resume and compare failed
+    # from another directory
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    (here / "pool.toml").write_text(f'[[models]]\nname = "m"\nfamily = "f"\nparams_b = 1.0\n'
+                                    f'endpoint = "{hostile}"\napi_model = "reply:\\\\boxed{{4}}"\n')
+    (here / "dev.jsonl").write_text('{"problem": "2+2?", "answer": "4"}\n'
+                                    '{"problem": "1+3?", "answer": "4"}\n')
+    first = _run(["search", "--pool", "pool.toml", "--task", "math", "--dataset", "dev.jsonl",
+                  "--budget", "1e15", "--n-evals", "2", "--runs-dir", "runs", "--name", "rel"],
+                 cwd=here)
+    assert first.returncode == 0, first.stderr
+    run = here / "runs" / "rel"
+    config = (run / "config.toml").read_text()
+    for key, path in (("pool", here / "pool.toml"), ("dataset", here / "dev.jsonl"),
+                      ("runs_dir", here / "runs")):
+        assert f'{key} = "{path.resolve()}"' in config, config
+    resumed = _run(["search", "--resume", str(run)], cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    (here / "dev.jsonl").unlink()
+    compared = _run(["compare", str(run)], cwd=elsewhere)
+    assert compared.returncode == 0, compared.stderr
+    assert "rel" in compared.stdout

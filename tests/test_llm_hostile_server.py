@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -17,6 +15,7 @@ from typing import Iterator
 
 import pytest
 
+from hostile_openai import serving
 from pytts.errors import ConfigError, LLMError
 from pytts.llm.openai import MAX_RESPONSE_BYTES, OpenAIClient
 
@@ -30,19 +29,8 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[str]:
     """The base URL of a hostile server running in a child process."""
-    script = Path(__file__).with_name("hostile_openai.py")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving() as url:
+        yield url
 
 
 def hits(base_url: str) -> dict[str, int]:
