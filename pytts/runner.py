@@ -102,6 +102,9 @@ def resolve(config: SearchConfig) -> RunSetup:
         raise ConfigError(str(exc)) from None
     if config.searcher not in SEARCHERS:
         raise ConfigError(f"searcher = {config.searcher!r}; use one of {', '.join(SEARCHERS)}")
+    if config.searcher == "exhaustive":
+        from .search.exhaustive import check_enumerable
+        check_enumerable(template, len(pool))
     return RunSetup(config, pool, task, cost, budget_flops, template, sim)
 
 

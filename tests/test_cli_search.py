@@ -223,3 +223,14 @@ def test_relative_paths_are_stored_absolute_and_compare_needs_no_dataset(tmp_pat
     compared = _run(["compare", str(run)], cwd=elsewhere)
     assert compared.returncode == 0, compared.stderr
     assert "rel" in compared.stdout
+
+
+def test_exhaustive_search_on_a_huge_template_is_refused_at_once_without_a_run_directory(
+        tmp_path):
+    # issue 10, item 7: counting the 16x64 template's graphs did not end; the timeout only
+    # guards against that hang
+    proc = _run(["search", "--demo", "--searcher", "exhaustive", "--depth", "16", "--width",
+                 "64", "--runs-dir", "runs", "--name", "big"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "exhaustive limit" in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
