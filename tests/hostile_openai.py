@@ -10,7 +10,7 @@ Modes (the ``model`` of the request): ``ok``; ``endless`` (a JSON body that neve
 is an object); ``negative-usage``; ``non-string-content``; ``retry-after-nan`` / ``-inf`` /
 ``-negative`` / ``-date`` (a 429 with that ``Retry-After`` first, then a completion);
 ``reset-then-ok`` and ``reset`` (the connection is dropped mid-response); ``redirect-loop``;
-``reply:TEXT`` (a completion whose content is TEXT).
+``reply:TEXT`` (a completion whose content is TEXT); ``slow:TEXT`` (the same after 0.05 s).
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ class HostileServer:
         first = self.hits[mode] == 1
         if mode.startswith("reply:"):
             return web.json_response(completion(mode[len("reply:"):]))
+        if mode.startswith("slow:"):
+            await asyncio.sleep(0.05)
+            return web.json_response(completion(mode[len("slow:"):]))
         if mode == "endless":
             return await self.stream(request, "application/json", CHUNK)
         if mode == "endless-sse":

@@ -234,3 +234,69 @@ def test_exhaustive_search_on_a_huge_template_is_refused_at_once_without_a_run_d
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "exhaustive limit" in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_honours_n_evals_and_refuses_flags_that_would_change_the_run(tmp_path, capsys):
+    # issue 10, item 10: --resume ignored every other flag silently
+    runs = tmp_path / "runs"
+    common = ["--n-questions", "8", "--batch-size", "2"]
+    assert main(["search", "--demo", "--runs-dir", str(runs), "--name", "r", "--n-evals", "4",
+                 *common]) == 0
+    run = runs / "r"
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--seed", "9", "--max-tokens", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--resume cannot change seed, max_tokens" in err
+    assert "seed = 0, max_tokens = 512" in err
+    assert main(["search", "--resume", str(run), "--demo"]) == 2
+    assert "drop --config, --demo and --local" in capsys.readouterr().err
+    # the same value is no change; n_evals, concurrency and timeout_s may change
+    assert main(["search", "--resume", str(run), "--seed", "0", "--n-evals", "6",
+                 "--concurrency", "3", "--timeout-s", "30"]) == 0
+    assert sum(1 for r in _history(run) if not r["reused"]) == 6
+    saved = (run / "config.toml").read_text()
+    assert "n_evals = 6" in saved and "concurrency = 3" in saved and "timeout_s = 30.0" in saved
+
+
+def _summary_calls(run: Path) -> tuple[int, int]:
+    line = next(line for line in (run / "summary.md").read_text().splitlines()
+                if line.startswith("- LLM calls made:"))
+    made, served = line.removeprefix("- LLM calls made: ").split(", served from the bank: ")
+    return int(made), int(served)
+
+
+@pytest.mark.slow
+def test_calls_paid_before_a_kill_are_counted_after_the_resume(tmp_path, hostile):
+    # issue 10, item 11: after SIGKILL and resume the summary said 448 calls made, 960 paid:
+    # calls of evaluations in flight at the kill were paid, then served from the bank
+    (tmp_path / "pool.toml").write_text(f'[[models]]\nname = "m"\nfamily = "f"\n'
+                                        f'params_b = 1.0\nendpoint = "{hostile}"\n'
+                                        f'api_model = "slow:4"\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(PYTTS + ["search", "--pool", "pool.toml", "--task", "arith",
+                                     "--n-questions", "6", "--budget", "1e15", "--n-evals", "8",
+                                     "--batch-size", "4", "--concurrency", "4", "--runs-dir",
+                                     "runs", "--name", "k"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    run = tmp_path / "runs" / "k"
+    try:
+        _wait_for_history(run, 1)
+        deadline = time.time() + 120
+        while True:     # kill while an evaluation has paid calls it has not recorded
+            recorded = sum(r["result"]["calls_made"] for r in _history(run) if not r["reused"])
+            if len(_bank_keys(run)) > recorded:
+                break
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    resumed = _run(["search", "--resume", "runs/k"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    made, served = _summary_calls(run)
+    assert made == len(_bank_keys(run)) > 0
+    history = [r for r in _history(run) if not r["reused"]]
+    used = sum(r["result"]["calls_made"] + r["result"]["calls_served"] for r in history)
+    assert made + served == used
+    assert f"{made} LLM calls made, {served} served from the bank" in resumed.stdout
