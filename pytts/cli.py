@@ -14,10 +14,11 @@ from typing import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from .errors import PyttsError
+from .errors import ConfigError, PyttsError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130      # the shell's code for a process ended by SIGINT
 
 
 def _load_pool(path: str | None):
@@ -26,12 +27,22 @@ def _load_pool(path: str | None):
     return ModelPool.from_file(path) if path else demo_pool()
 
 
+SAMPLE_MAX = 1_000_000
+"""Most graphs ``pytts sample`` draws (about 300 bytes each on the default template)."""
+SAMPLE_ROWS_SHOWN = 20
+
+
 def cmd_sample(args: argparse.Namespace, console: Console) -> int:
-    """Sample graphs from a uniform probabilistic graph, keep those within the budget."""
+    """Sample graphs from a uniform probabilistic graph, keep those within the budget; show a
+    summary and the first rows (all of them only when there are few)."""
+    import numpy as np
+
     from .cost import Budget, CostModel
     from .kernels import BACKEND
     from .probgraph import ProbGraph
 
+    if not 1 <= args.n <= SAMPLE_MAX:
+        raise ConfigError(f"-n must be between 1 and {SAMPLE_MAX:,}, got {args.n:,}")
     pool = _load_pool(args.pool)
     cost = CostModel(pool, prompt_tokens=args.prompt_tokens)
     budget = Budget.parse(args.budget)
@@ -39,18 +50,35 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     pg = ProbGraph.uniform(args.depth, args.width, pool.names)
     batch, logp, stats = pg.sample(args.n, seed=args.seed, budget=flops_budget, cost=cost)
     flops, latency = cost.batch_cost(batch)
+    shown = min(len(batch), SAMPLE_ROWS_SHOWN)
     table = Table(title=f"{len(batch)} graphs within {flops_budget:.3g} FLOPs ({budget}); "
                         f"acceptance {stats.acceptance_rate:.1%} of {stats.n_drawn} draws "
-                        f"[{BACKEND} kernels]")
+                        f"[{BACKEND} kernels]"
+                        + (f"; the first {shown} shown" if shown < len(batch) else ""))
     for col in ("#", "depth", "widths", "models", "TFLOPs", "latency s", "log p"):
         table.add_column(col, justify="right" if col not in ("models", "widths") else "left")
-    for b, g in enumerate(batch.graphs(pool.names)):
+    for b, g in enumerate(batch.take(np.arange(shown)).graphs(pool.names)):
         used = sorted({n.model_name for n in g.nodes()})
         table.add_row(str(b), str(g.depth), "x".join(map(str, g.layer_widths)), ", ".join(used),
                       f"{flops[b] / 1e12:.2f}", f"{latency[b]:.1f}", f"{logp[b]:.2f}")
     console.print(table)
+    if len(batch):
+        console.print(f"all {len(batch)}: TFLOPs mean {flops.mean() / 1e12:.2f} "
+                      f"(min {flops.min() / 1e12:.2f}, max {flops.max() / 1e12:.2f}); latency "
+                      f"mean {latency.mean():.1f} s (min {latency.min():.1f}, max "
+                      f"{latency.max():.1f}); log p mean {logp.mean():.2f}")
     return 0
 
+
+def _count(text: str) -> int:
+    """An integer flag that may be written like 1e6."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(value)
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
@@ -67,9 +95,14 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
                             + (f"; one of {', '.join(allowed)}" if allowed else ""))
 
 
+def _flag_values(args: argparse.Namespace) -> dict:
+    """The config keys given as flags (None: not given)."""
+    from .config import SearchConfig
+    return {k: getattr(args, k) for k in SearchConfig.keys()}
+
+
 def _search_config(args: argparse.Namespace):
     from .config import SearchConfig
-    overrides = {k: getattr(args, k) for k in SearchConfig.keys()}
     base = SearchConfig.from_file(args.config) if args.config else SearchConfig()
     if args.demo:
         # the preset's high budget: there the best graph is a multi-node strategy that beats
@@ -79,7 +112,7 @@ def _search_config(args: argparse.Namespace):
     if args.local:
         base = base.merged({"pool": "local", "task": "arith", "n_questions": 10,
                             "n_evals": 6, "batch_size": 2, "concurrency": 2, "max_tokens": 96})
-    return base.merged(overrides)
+    return base.merged(_flag_values(args))
 
 
 class _ProgressBar:
@@ -112,15 +145,34 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     """Search for the best graph; write (or resume) a run directory."""
     from . import runner
     if args.resume:
+        if args.config or args.demo or args.local:
+            raise ConfigError("--resume continues a run as it was configured; drop --config, "
+                              "--demo and --local")
         run_dir = Path(args.resume)
-        config = runner.load_run_config(run_dir)
-        setup = runner.resolve(config)
-    else:
-        config = _search_config(args)
-        setup = runner.resolve(config)
-        runner.check_endpoints(setup)
-        run_dir, written = runner.prepare_run_dir(config)
-        setup = dataclasses.replace(setup, config=written)
+        runner.load_run_config(run_dir)        # not a run directory: say so before locking
+        with runner.locked(run_dir):
+            runner.check_checkpoint(run_dir)
+            setup = runner.resolve(runner.resume_config(run_dir, _flag_values(args)))
+            runner.check_endpoints(setup)
+            return _run_search(args, console, setup, run_dir)
+    config = _search_config(args)
+    setup = runner.resolve(config)
+    runner.check_endpoints(setup)
+    run_dir, written = runner.prepare_run_dir(config)
+    with runner.locked(run_dir):
+        try:
+            return _run_search(args, console, dataclasses.replace(setup, config=written),
+                               run_dir)
+        except Exception:
+            # what could only fail once running (a server, a broken install) must not leave an
+            # empty run directory that blocks the name
+            runner.discard_unused(run_dir, written)
+            raise
+
+
+def _run_search(args: argparse.Namespace, console: Console, setup, run_dir: Path) -> int:
+    from . import runner
+    args.interrupted_hint = f"; resume with: pytts search --resume {run_dir}"
     evaluator_factory = None
     if setup.config.ray:
         from .distributed import ray_evaluator_factory
@@ -148,13 +200,11 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from . import runner
     from .evaluate import Evaluator
     from .execute import GraphExecutor
-    from .graph import CollaborationGraph
     from .llm.bank import BankedClient, ResponseBank
     config = _search_config(args)
     setup = runner.resolve(config)
     runner.check_endpoints(setup)
-    data = json.loads(Path(args.graph).read_text())
-    graph = CollaborationGraph.from_dict(data.get("graph", data), setup.pool.names)
+    graph, _ = runner.read_best(args.graph, setup.pool.names)
 
     async def go():
         bank = ResponseBank(config.bank) if config.bank else None
@@ -210,12 +260,22 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
             r = json.loads(best_path.read_text())["result"]
             acc, ci = f"{r['accuracy']:.3f}", f"{r['ci_low']:.2f}-{r['ci_high']:.2f}"
             flops, lat = f"{r['mean_flops']:.3g}", f"{r['mean_latency_s']:.2f}"
-        made = sum(r.result.calls_made for r in history if not r.reused)
-        banked = sum(r.result.calls_served for r in history if not r.reused)
+        made, banked = _call_counts(run, config, history)
         table.add_row(Path(run).name, config.searcher, str(config.seed), str(evals), acc, ci,
                       flops, lat, f"{made}/{banked}")
     console.print(table)
     return 0
+
+
+def _call_counts(run: str, config, history) -> tuple[int, int]:
+    """Calls made and served of a run, counted in its bank (see `runner.call_counts`)."""
+    from .llm.bank import ResponseBank
+    from .runner import call_counts, run_bank_path
+    bank_path = run_bank_path(run, config)
+    if not bank_path.is_file():
+        return 0, sum(r.result.calls_served for r in history if not r.reused)
+    with ResponseBank(bank_path) as bank:
+        return call_counts(bank, run, history)
 
 
 def cmd_serve_local(args: argparse.Namespace, console: Console) -> int:
@@ -269,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", default="8x qwen2.5-3b",
                    help="FLOPs per query: a number (2e12) or 'N x MODEL' (default: %(default)s)")
     p.add_argument("--pool", help="pool file (TOML/JSON); default: the built-in demo pool")
-    p.add_argument("-n", "--n", type=int, default=12, help="graphs to sample")
+    p.add_argument("-n", "--n", type=_count, default=12,
+                   help=f"graphs to sample (at most {SAMPLE_MAX:,}; 1e5 notation works)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--depth", type=int, default=4, help="template depth D")
     p.add_argument("--width", type=int, default=8, help="template width W")
@@ -297,8 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         return args.func(args, console)
-    except (PyttsError, ValueError, FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())
+    except KeyboardInterrupt:
+        print(f"pytts {args.command}: interrupted{getattr(args, 'interrupted_hint', '')}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (PyttsError, ValueError, OSError, MemoryError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, MemoryError):
+            message = f"out of memory ({message}); ask for less"
         print(f"pytts {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 

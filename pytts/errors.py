@@ -46,6 +46,11 @@ class ServerExitedError(EndpointUnreachableError):
     """The server process behind an endpoint has exited; no later request to it can succeed."""
 
 
+class BankError(PyttsError):
+    """A ResponseBank file cannot be read or written (damaged, or not a bank): the run stops,
+    since answers it cannot store or look up would be paid for again and again."""
+
+
 class BankMissError(LLMError):
     """A replay-only ResponseBank was asked for a completion it does not hold."""
 

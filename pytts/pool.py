@@ -55,8 +55,16 @@ class ModelSpec:
                 raise ConfigError(f"{where}: {field} must be {'>' if strict else '>='} {low}, "
                                   f"got {value!r}")
             object.__setattr__(self, field, float(value))
-        if self.temperature is not None and not 0.0 <= float(self.temperature) <= 2.0:
-            raise ConfigError(f"{where}: temperature must be in [0, 2], got {self.temperature!r}")
+        for field, optional in (("family", False), ("endpoint", True), ("api_model", True),
+                                ("api_key_env", True)):
+            value = getattr(self, field)
+            if not (optional and value is None) and not (isinstance(value, str) and value):
+                raise ConfigError(f"{where}: {field} must be a non-empty string, got {value!r}")
+        temperature = self.temperature
+        if temperature is not None and (isinstance(temperature, bool)
+                                        or not isinstance(temperature, (int, float))
+                                        or not 0.0 <= temperature <= 2.0):
+            raise ConfigError(f"{where}: temperature must be in [0, 2], got {temperature!r}")
         if self.prompt_style not in PROMPT_STYLES:
             raise ConfigError(f"{where}: prompt_style must be one of {PROMPT_STYLES}, "
                               f"got {self.prompt_style!r}")

@@ -9,6 +9,9 @@ a markdown summary and the plots; `pytts search --resume` continues it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
+import importlib.util
 import json
 import os
 import re
@@ -18,19 +21,21 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from .config import SearchConfig
 from .cost import Budget, CostModel
-from .errors import ConfigError
-from .evaluate import Evaluator
+from .errors import ConfigError, PyttsError
+from .evaluate import EvalResult, Evaluator
 from .execute import GraphExecutor
 from .graph import CollaborationGraph
 from .llm.bank import BankedClient, ResponseBank
 from .llm.base import LLMClient
+from .llm.openai import check_http_url
 from .pool import ModelPool
-from .search import SEARCHERS, Accuracy, AccuracyLatency, Searcher
+from .search import SEARCHERS, Accuracy, AccuracyLatency, Searcher, TrialRecord
 from .search.racing import RacingPolicy
+from .search.checkpoint import HISTORY_FILE, STATE_FILE
 from .search.run import SearchProgress, SearchReport, run_search
 from .tasks.base import Task
 
@@ -39,6 +44,10 @@ BANK_FILE = "bank.sqlite"
 BEST_FILE = "best_graph.json"
 SUMMARY_FILE = "summary.md"
 PLOTS_DIR = "plots"
+LOCK_FILE = "run.lock"
+RUN_FILE = "run.json"
+RESUMABLE_KEYS = ("n_evals", "concurrency", "timeout_s")
+"""Config keys a ``--resume`` may change: they bound the run, not what it computes."""
 
 LOCAL_TEMPLATE = (2, 3)
 LOCAL_BUDGET = "4x smollm2-135m-fewshot"
@@ -65,6 +74,7 @@ class RunSetup:
 
 def resolve(config: SearchConfig) -> RunSetup:
     """Check and assemble pool, task, costs, budget and template; ConfigError/BudgetError."""
+    config.check_paths()
     sim = None
     if config.pool.startswith("sim:"):
         from .sim import SimulatedPool
@@ -101,7 +111,36 @@ def resolve(config: SearchConfig) -> RunSetup:
         raise ConfigError(str(exc)) from None
     if config.searcher not in SEARCHERS:
         raise ConfigError(f"searcher = {config.searcher!r}; use one of {', '.join(SEARCHERS)}")
+    if config.searcher == "exhaustive":
+        from .search.exhaustive import check_enumerable
+        check_enumerable(template, len(pool))
+    _check_prerequisites(config, pool)
     return RunSetup(config, pool, task, cost, budget_flops, template, sim)
+
+
+def _check_prerequisites(config: SearchConfig, pool: ModelPool) -> None:
+    """ConfigError for what would otherwise fail only after the run directory exists: a bank
+    file that is not a bank, a non-http(s) endpoint, an unset API key variable, an extra that is
+    not installed (Ray, the embedded model)."""
+    if config.bank:
+        ResponseBank.check(config.bank)
+    for model in pool:
+        if model.endpoint:
+            check_http_url(model.endpoint, f"model {model.name!r}: endpoint")
+        if model.api_key_env and model.api_key_env not in os.environ:
+            raise ConfigError(f"model {model.name!r}: environment variable "
+                              f"{model.api_key_env!r} (api_key_env) is not set; export it or "
+                              "drop api_key_env")
+    if config.agent_endpoint:
+        check_http_url(config.agent_endpoint, "agent_endpoint")
+    if config.ray and importlib.util.find_spec("ray") is None:
+        raise ConfigError(f'ray = {config.ray!r} needs Ray: pip install "pytts[ray]"')
+    if config.pool == "local":
+        from .llm.local import local_gguf_path
+        local_gguf_path()
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigError('pool = "local" needs llama-cpp-python[server]: pip install '
+                              '"pytts[local]"')
 
 
 def check_endpoints(setup: RunSetup, timeout_s: float = 5.0) -> None:
@@ -112,6 +151,7 @@ def check_endpoints(setup: RunSetup, timeout_s: float = 5.0) -> None:
     if setup.config.agent == "llm" and setup.config.agent_endpoint:
         urls.append(setup.config.agent_endpoint)
     for url in urls:
+        check_http_url(url, "endpoint")     # urlopen would also "reach" file:// and ftp://
         try:
             with urllib.request.urlopen(url.rstrip("/") + "/models", timeout=timeout_s):
                 pass
@@ -187,10 +227,113 @@ def prepare_run_dir(config: SearchConfig) -> tuple[Path, SearchConfig]:
     tmp = run_dir.with_name(f".{name}.creating")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    final = SearchConfig.from_mapping({**config.__dict__, "name": name})
+    final = SearchConfig.from_mapping({**config.__dict__, "name": name}).with_absolute_paths()
     (tmp / CONFIG_FILE).write_text(final.to_toml())
+    # When the run began: the bank rows stored since are the calls this run paid for.
+    (tmp / RUN_FILE).write_text(json.dumps({"created": time.time()}) + "\n")
     os.replace(tmp, run_dir)     # the directory appears whole or not at all
     return run_dir, final
+
+
+def run_bank_path(run_dir: str | Path, config: SearchConfig) -> Path:
+    """The ResponseBank file of a run: ``bank`` when configured, else the run's own."""
+    return Path(config.bank) if config.bank else Path(run_dir) / BANK_FILE
+
+
+def run_created(run_dir: str | Path) -> float:
+    """When the run in ``run_dir`` was created (0.0 for runs older than ``run.json``)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        return 0.0
+    try:
+        created = json.loads(path.read_text())["created"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is damaged ({type(exc).__name__}: {exc}); it holds the "
+                          'run\'s start time as {"created": SECONDS}') from None
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        raise ConfigError(f"{path}: created must be a number of seconds, got {created!r}")
+    return float(created)
+
+
+def discard_unused(run_dir: Path, config: SearchConfig) -> bool:
+    """Remove ``run_dir`` when it holds no evaluation and no paid completion yet (a run that
+    failed at its start); True if it was removed. A run with anything worth keeping stays."""
+    history = run_dir / HISTORY_FILE
+    if history.exists() and history.read_text().strip():
+        return False
+    bank_path = run_bank_path(run_dir, config)
+    if bank_path.exists():
+        try:
+            with ResponseBank(bank_path) as bank:
+                if bank.count_since(run_created(run_dir)):
+                    return False
+        except PyttsError:
+            return False    # a bank that cannot be read is not known to be empty
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
+def check_checkpoint(run_dir: str | Path) -> None:
+    """ConfigError naming ``state.json`` when it exists but is not a JSON object (damaged, or
+    not written by pytts), before a resume hands it to the searcher."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.exists():
+        return
+    try:
+        state = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError as exc:        # UnicodeDecodeError and JSONDecodeError alike
+        raise ConfigError(f"{path} is damaged ({exc}); restore it, or delete it to start "
+                          "the search over (the bank keeps every paid call)") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path} holds {type(state).__name__}, not a search checkpoint; "
+                          "restore it, or delete it to start the search over")
+
+
+def resume_config(run_dir: str | Path, flags: Mapping[str, Any]) -> SearchConfig:
+    """The config of the run in ``run_dir`` with the ``flags`` (key -> value, None for "not
+    given") that may change on a resume applied and written back (`RESUMABLE_KEYS`).
+
+    ConfigError naming any other key whose flag would change the run: it was searched with its
+    values, and silently ignoring a flag would mislead."""
+    config = load_run_config(run_dir)
+    given = {key: value for key, value in flags.items() if value is not None}
+    wanted = config.merged(given)
+    before, after = config.with_absolute_paths(), wanted.with_absolute_paths()
+    changed = [key for key in given if getattr(before, key) != getattr(after, key)]
+    fixed = [key for key in changed if key not in RESUMABLE_KEYS]
+    if fixed:
+        was = ", ".join(f"{key} = {getattr(config, key)!r}" for key in fixed)
+        raise ConfigError(f"--resume cannot change {', '.join(fixed)} (run {run_dir} was "
+                          f"searched with {was}); only {', '.join(RESUMABLE_KEYS)} may change "
+                          "on a resume; start a new run for the rest")
+    if changed:
+        path = Path(run_dir) / CONFIG_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(wanted.to_toml())
+        os.replace(tmp, path)
+    return wanted
+
+
+@contextlib.contextmanager
+def locked(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run directory's exclusive lock (``fcntl.flock`` on ``run.lock``) for the block.
+
+    Another process that wants the run gets a ConfigError naming the pid holding it. The kernel
+    drops the lock when its holder exits, however it exits, so a killed run leaves no stale lock.
+    """
+    with open(Path(run_dir) / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ConfigError(f"run {run_dir} is in use by pid {holder}; wait for it to "
+                              "finish or stop that process") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 def load_run_config(run_dir: str | Path) -> SearchConfig:
@@ -205,8 +348,7 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
                       evaluator_factory: Callable | None = None) -> SearchReport:
     """Run (or resume) the search of ``setup`` in ``run_dir`` and write its outputs."""
     config = setup.config
-    bank_path = Path(config.bank) if config.bank else run_dir / BANK_FILE
-    bank = ResponseBank(bank_path)
+    bank = ResponseBank(run_bank_path(run_dir, config))
     agent_client = None
     try:
         async with open_client(setup) as (client, pool):
@@ -223,6 +365,8 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
                                       batch_size=config.batch_size, checkpoint=run_dir,
                                       progress=progress or False,
                                       racing=racing_policy(config, len(setup.task.questions)))
+            made, served = call_counts(bank, run_dir, report.history)
+            report = dataclasses.replace(report, calls_made=made, calls_served=served)
     finally:
         if agent_client is not None:
             await agent_client.aclose()
@@ -240,6 +384,20 @@ def racing_policy(config: SearchConfig, n_questions: int) -> RacingPolicy | None
     n_race = max(4, round(0.7 * n_questions))
     stages = tuple(sorted({max(2, n_race // 4), max(3, n_race // 2), n_race}))
     return RacingPolicy(stages, confirm=n_questions - n_race)
+
+
+def call_counts(bank: ResponseBank, run_dir: str | Path,
+                history: Sequence[TrialRecord]) -> tuple[int, int]:
+    """(LLM calls made, completions served from the bank) by the run in ``run_dir``.
+
+    Calls made are counted in the bank, as the completions it stored since the run began, so
+    calls paid for before a crash count although the evaluation that made them was redone
+    after the resume; served is what the recorded evaluations used beyond those.
+    """
+    made = bank.count_since(run_created(run_dir))
+    used = sum(r.result.calls_made + r.result.calls_served
+               for r in history if not r.reused)
+    return made, max(used - made, 0)
 
 
 def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport) -> None:
@@ -325,3 +483,26 @@ def read_best(path: str | Path) -> tuple[CollaborationGraph, dict]:
     graph_data = data.get("graph", data)
     names = sorted({n["model"] for n in graph_data.get("nodes", [])})
     return CollaborationGraph.from_dict(graph_data, names), data
+def read_best(path: str | Path,
+              model_names: Sequence[str] | None = None) -> tuple[CollaborationGraph, dict]:
+    """The graph of a ``best_graph.json`` (or of a bare graph JSON) and its extra fields.
+
+    ``model_names`` is the pool the graph's models are looked up in (default: the models the
+    graph names). ConfigError naming the file for anything that is not such a graph."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a graph JSON file" + (" (it is a directory)"
+                                                                 if path.is_dir() else ""))
+    try:
+        data = json.loads(path.read_text())
+        graph_data = data.get("graph", data) if isinstance(data, dict) else None
+        if not isinstance(graph_data, dict):
+            raise TypeError("the top level is not an object (a graph, or {\"graph\": ...})")
+        names = model_names if model_names is not None else sorted(
+            {n["model"] for n in graph_data.get("nodes", [])})
+        return CollaborationGraph.from_dict(graph_data, names), data
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not a graph JSON ({type(exc).__name__}: {exc}); "
+                          "pass a best_graph.json written by pytts search") from None

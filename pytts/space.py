@@ -19,15 +19,34 @@ def _widths(depth: int, width: int) -> Iterator[tuple[int, ...]]:
         yield from itertools.product(range(1, width + 1), repeat=d)
 
 
-def count_graphs(depth: int, width: int, n_models: int, n_roles: int) -> int:
-    """Number of distinct graphs (as arrays, not up to isomorphism) on the template."""
+def count_graphs(depth: int, width: int, n_models: int, n_roles: int,
+                 cap: int | None = None) -> int:
+    """Number of distinct graphs (as arrays, not up to isomorphism) on the template; with
+    ``cap``, the smaller of that number and ``cap`` (cheap however large the template).
+
+    Counted layer by layer in O(depth * width**2) big-integer steps, never by walking the
+    width**depth width tuples: ``ending[w]`` is the number of graphs so far whose last layer has
+    ``w`` nodes. A next layer of ``v`` nodes multiplies by ``(n_models * n_roles)**v`` (a model
+    and a role each) and ``(2**w - 1)**v`` (each node reads a non-empty subset of the layer
+    before); the first layer has models only. Every term is a non-negative count, so clamping
+    the partial counts at ``cap`` (and stopping once the total reaches it) changes nothing
+    below it.
+    """
     check_template(depth, width)
-    total = 0
-    for ws in _widths(depth, width):
-        n = n_models ** sum(ws) * n_roles ** sum(ws[1:])
-        for a, b in zip(ws, ws[1:]):
-            n *= (2 ** a - 1) ** b
-        total += n
+
+    def clamp(value: int) -> int:
+        return value if cap is None else min(value, cap)
+
+    ending = [0] + [clamp(n_models ** w) for w in range(1, width + 1)]
+    total = clamp(sum(ending))
+    for _ in range(1, depth):
+        if total == cap:
+            break
+        ending = [0] + [clamp((n_models * n_roles) ** v
+                              * sum(count * (2 ** w - 1) ** v for w, count in enumerate(ending)
+                                    if w))
+                        for v in range(1, width + 1)]
+        total = clamp(total + sum(ending))
     return total
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hostile_openai import serving
 from pytts.cli import main
 
 PYTTS = [sys.executable, "-m", "pytts.cli"]
@@ -171,3 +172,157 @@ async def test_search_against_a_remote_that_drops_every_connection_stops_with_on
     assert sum("retrying" in line for line in lines) == 1           # not a wall of retries
     # one wave of 4 questions (x at most 2 calls x 5 attempts), not all 40 questions
     assert fake.hits["drop"] <= 2 * 4 * 5 * 2
+
+
+def _start(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.Popen(PYTTS + args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_history(run: Path, records: int, timeout_s: float = 120.0) -> None:
+    history = run / "history.jsonl"
+    deadline = time.time() + timeout_s
+    while not (history.exists() and len(history.read_text().splitlines()) >= records):
+        assert time.time() < deadline, f"{run} wrote fewer than {records} records"
+        time.sleep(0.01)
+
+
+def test_a_second_resume_of_a_busy_run_exits_2_naming_the_holder(tmp_path):
+    # issue 10, item 5: a second --resume of a running search raced it for state.json and
+    # duplicated history records
+    first = _start(["search", "--demo", "--runs-dir", "runs", "--name", "busy", "--n-evals",
+                    "400", "--batch-size", "2"], cwd=tmp_path)
+    try:
+        _wait_for_history(tmp_path / "runs" / "busy", 4)
+        second = _run(["search", "--resume", "runs/busy"], cwd=tmp_path, timeout=120)
+        assert first.poll() is None, "the first search ended before the second started"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip() == (f"pytts search: error: run runs/busy is in use by pid "
+                                     f"{first.pid}; wait for it to finish or stop that process")
+    keys = [(r["number"], r["key"]) for r in _history(tmp_path / "runs" / "busy")]
+    assert len(keys) == len(set(keys)) and [n for n, _ in keys] == list(range(len(keys)))
+
+
+def test_the_lock_goes_with_a_killed_holder(tmp_path):
+    first = _start(["search", "--demo", "--runs-dir", "runs", "--name", "k", "--n-evals", "400",
+                    "--batch-size", "2"], cwd=tmp_path)
+    _wait_for_history(tmp_path / "runs" / "k", 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    from pytts import runner
+    with runner.locked(tmp_path / "runs" / "k"):
+        assert (tmp_path / "runs" / "k" / runner.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    with serving() as url:
+        yield url
+
+
+def test_relative_paths_are_stored_absolute_and_compare_needs_no_dataset(tmp_path, hostile):
+    # issue 10, item 6: pool and dataset were stored as typed, so --resume and compare failed
+    # from another directory
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    (here / "pool.toml").write_text(f'[[models]]\nname = "m"\nfamily = "f"\nparams_b = 1.0\n'
+                                    f'endpoint = "{hostile}"\napi_model = "reply:\\\\boxed{{4}}"\n')
+    (here / "dev.jsonl").write_text('{"problem": "2+2?", "answer": "4"}\n'
+                                    '{"problem": "1+3?", "answer": "4"}\n')
+    first = _run(["search", "--pool", "pool.toml", "--task", "math", "--dataset", "dev.jsonl",
+                  "--budget", "1e15", "--n-evals", "2", "--runs-dir", "runs", "--name", "rel"],
+                 cwd=here)
+    assert first.returncode == 0, first.stderr
+    run = here / "runs" / "rel"
+    config = (run / "config.toml").read_text()
+    for key, path in (("pool", here / "pool.toml"), ("dataset", here / "dev.jsonl"),
+                      ("runs_dir", here / "runs")):
+        assert f'{key} = "{path.resolve()}"' in config, config
+    resumed = _run(["search", "--resume", str(run)], cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    (here / "dev.jsonl").unlink()
+    compared = _run(["compare", str(run)], cwd=elsewhere)
+    assert compared.returncode == 0, compared.stderr
+    assert "rel" in compared.stdout
+
+
+def test_exhaustive_search_on_a_huge_template_is_refused_at_once_without_a_run_directory(
+        tmp_path):
+    # issue 10, item 7: counting the 16x64 template's graphs did not end; the timeout only
+    # guards against that hang
+    proc = _run(["search", "--demo", "--searcher", "exhaustive", "--depth", "16", "--width",
+                 "64", "--runs-dir", "runs", "--name", "big"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "exhaustive limit" in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_honours_n_evals_and_refuses_flags_that_would_change_the_run(tmp_path, capsys):
+    # issue 10, item 10: --resume ignored every other flag silently
+    runs = tmp_path / "runs"
+    common = ["--n-questions", "8", "--batch-size", "2"]
+    assert main(["search", "--demo", "--runs-dir", str(runs), "--name", "r", "--n-evals", "4",
+                 *common]) == 0
+    run = runs / "r"
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--seed", "9", "--max-tokens", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--resume cannot change seed, max_tokens" in err
+    assert "seed = 0, max_tokens = 512" in err
+    assert main(["search", "--resume", str(run), "--demo"]) == 2
+    assert "drop --config, --demo and --local" in capsys.readouterr().err
+    # the same value is no change; n_evals, concurrency and timeout_s may change
+    assert main(["search", "--resume", str(run), "--seed", "0", "--n-evals", "6",
+                 "--concurrency", "3", "--timeout-s", "30"]) == 0
+    assert sum(1 for r in _history(run) if not r["reused"]) == 6
+    saved = (run / "config.toml").read_text()
+    assert "n_evals = 6" in saved and "concurrency = 3" in saved and "timeout_s = 30.0" in saved
+
+
+def _summary_calls(run: Path) -> tuple[int, int]:
+    line = next(line for line in (run / "summary.md").read_text().splitlines()
+                if line.startswith("- LLM calls made:"))
+    made, served = line.removeprefix("- LLM calls made: ").split(", served from the bank: ")
+    return int(made), int(served)
+
+
+@pytest.mark.slow
+def test_calls_paid_before_a_kill_are_counted_after_the_resume(tmp_path, hostile):
+    # issue 10, item 11: after SIGKILL and resume the summary said 448 calls made, 960 paid:
+    # calls of evaluations in flight at the kill were paid, then served from the bank
+    (tmp_path / "pool.toml").write_text(f'[[models]]\nname = "m"\nfamily = "f"\n'
+                                        f'params_b = 1.0\nendpoint = "{hostile}"\n'
+                                        f'api_model = "slow:4"\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(PYTTS + ["search", "--pool", "pool.toml", "--task", "arith",
+                                     "--n-questions", "6", "--budget", "1e15", "--n-evals", "8",
+                                     "--batch-size", "4", "--concurrency", "4", "--runs-dir",
+                                     "runs", "--name", "k"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    run = tmp_path / "runs" / "k"
+    try:
+        _wait_for_history(run, 1)
+        deadline = time.time() + 120
+        while True:     # kill while an evaluation has paid calls it has not recorded
+            recorded = sum(r["result"]["calls_made"] for r in _history(run) if not r["reused"])
+            if len(_bank_keys(run)) > recorded:
+                break
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    resumed = _run(["search", "--resume", "runs/k"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    made, served = _summary_calls(run)
+    assert made == len(_bank_keys(run)) > 0
+    history = [r for r in _history(run) if not r["reused"]]
+    used = sum(r["result"]["calls_made"] + r["result"]["calls_served"] for r in history)
+    assert made + served == used
+    assert f"{made} LLM calls made, {served} served from the bank" in resumed.stdout

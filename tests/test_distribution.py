@@ -53,6 +53,56 @@ def _tiny_probgraph(seed: int) -> ProbGraph:
     return random_logits(ProbGraph.uniform(2, 2, pool.names), seed, scale=0.8)
 
 
+def _keys(batch) -> np.ndarray:
+    """One bytes key per graph, to match samples against the enumeration."""
+    flat = np.concatenate([batch.model.reshape(len(batch), -1).view(np.uint8),
+                           batch.role.reshape(len(batch), -1).view(np.uint8),
+                           batch.edges.reshape(len(batch), -1)], axis=1)
+    return np.ascontiguousarray(flat).view(np.dtype((np.void, flat.shape[1]))).ravel()
+
+
+def _chi_square_p(observed_batch, all_graphs, probs) -> float:
+    keys = _keys(all_graphs)
+    order = np.argsort(keys)
+    pos = np.searchsorted(keys[order], _keys(observed_batch))
+    assert (keys[order][np.minimum(pos, len(keys) - 1)] == _keys(observed_batch)).all(), \
+        "a sample is not a graph of the template"
+    counts = np.bincount(order[pos], minlength=len(keys)).astype(float)
+    expected = probs / probs.sum() * counts.sum()
+    # pool rare graphs into one bin so the chi-square approximation holds
+    rare = expected < 5
+    obs = np.append(counts[~rare], counts[rare].sum())
+    exp = np.append(expected[~rare], expected[rare].sum())
+    return float(chisquare(obs, exp).pvalue)
+
+
+def _count_by_width_tuples(depth: int, width: int, n_models: int, n_roles: int) -> int:
+    """The count the definition gives: a sum over every tuple of layer widths."""
+    import itertools
+    total = 0
+    for d in range(1, depth + 1):
+        for ws in itertools.product(range(1, width + 1), repeat=d):
+            n = n_models ** sum(ws) * n_roles ** sum(ws[1:])
+            for a, b in zip(ws, ws[1:]):
+                n *= (2 ** a - 1) ** b
+            total += n
+    return total
+
+
+@pytest.mark.parametrize("depth, width, n_models, n_roles",
+                         [(1, 1, 1, 1), (2, 2, 2, 2), (3, 4, 3, 2), (4, 3, 6, 2), (5, 5, 2, 1)])
+def test_count_graphs_equals_the_sum_over_width_tuples(depth, width, n_models, n_roles):
+    exact = _count_by_width_tuples(depth, width, n_models, n_roles)
+    assert count_graphs(depth, width, n_models, n_roles) == exact
+    for cap in (1, exact - 1, exact, exact + 1):
+        assert count_graphs(depth, width, n_models, n_roles, cap=cap) == min(exact, cap)
+
+
+def test_a_capped_count_of_the_largest_template_stops_at_the_cap():
+    # issue 10, item 7: counting walked all 64**16 width tuples before refusing
+    assert count_graphs(16, 64, 50, 2, cap=300_001) == 300_001
+
+
 def test_enumeration_counts_every_graph_once():
     batch = enumerate_graphs(2, 2, 2, 2)
     assert len(batch) == count_graphs(2, 2, 2, 2) == 670

@@ -14,7 +14,7 @@ import pytest
 from fake_openai import FakeOpenAI
 from pytts.errors import ConfigError, EndpointUnreachableError, LLMError, ServerExitedError
 from pytts.llm.base import sample_seed
-from pytts.llm.openai import OpenAIClient, RetryPolicy
+from pytts.llm.openai import OpenAIClient, RetryPolicy, _parse_retry_after
 
 pytestmark = pytest.mark.server
 
@@ -236,3 +236,23 @@ def test_backoff_is_full_jitter_and_bounded() -> None:
     assert policy.delay(0, 2.5, rng) == 2.5 and policy.delay(0, 60.0, rng) == 4.0
     assert RetryPolicy.retries_status(429) and RetryPolicy.retries_status(502)
     assert not RetryPolicy.retries_status(400) and not RetryPolicy.retries_status(404)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e999", "soon", "", "1,5"])
+def test_retry_after_that_is_not_a_finite_delay_is_ignored(value: str) -> None:
+    assert _parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize("retry_after", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_or_negative_retry_after_falls_back_to_backoff(retry_after: float) -> None:
+    wait = RetryPolicy(backoff_base_s=0.25, backoff_max_s=8.0).delay(0, retry_after,
+                                                                    random.Random(0))
+    assert 0.0 <= wait <= 0.25
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    from datetime import datetime, timezone
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    assert _parse_retry_after(" 3 ") == 3.0 and _parse_retry_after("0.5") == 0.5
+    assert _parse_retry_after("Wed, 01 Jan 2025 12:00:07 GMT", now) == 7.0
+    assert _parse_retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now) == 0.0   # past: retry now

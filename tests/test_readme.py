@@ -59,3 +59,24 @@ def test_ask_tell_example_runs():
     fresh = AgentReinforce(sim.pool, sim.template, sim.cost_model(), "6x qwen2.5-1.5b", seed=0)
     fresh.load_state_dict(scope["state"])
     assert len(fresh.history) == len(scope["searcher"].history) and fresh.best()[0] == graph
+
+
+def test_readme_warns_that_code_around_the_sandbox_guard_reads_the_parents_environment(tmp_path):
+    # issue 10, item 16: the README must say it plainly, and this shows why it must
+    import os
+    import subprocess
+    import sys
+    secret = "pytts-readme-check-" + os.urandom(6).hex()
+    script = ("from pytts.tasks.sandbox import _Limits, _run\n"
+              "code = \"import os\\nprint(open(f'/proc/{os.getppid()}/environ').read())\"\n"
+              "print(_run(code, _Limits(10.0, 5, 256, 1, 16), guards=False).stdout_tail)\n")
+    env = {**os.environ, "PYTTS_README_SECRET": secret,
+           "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=60).stdout
+    assert secret in out              # a guard-less child reads its parent's environment
+    text = " ".join(README.split())
+    assert "When pytts runs as root, such code can read the parent's environment" in text
+    assert "API keys included" in text
+    assert "keep them out of the environment of the process that runs HumanEval checks" in text
+    assert "non-root user" in text

@@ -40,6 +40,92 @@ def test_exiting_early_with_status_zero_does_not_fake_a_pass(code):
     assert not result.passed
 
 
+# Each reaches the runner's own, unguarded os._exit (issue 10, item 1): through the runner's
+# module, a frame or the garbage collector. The runner's names differ between versions, so the
+# attempts look for either.
+_REAL_EXIT = "(lambda ns: (ns.get('_exit') or ns.get('exit_now'))(0))"
+FORGED_EXITS = [
+    "import sys\nsys.modules['__main__']._exit(0)",
+    "import __main__\n__main__._exit(0)",
+    f"import sys\nf = sys._getframe(1)\n{_REAL_EXIT}({{**f.f_globals, **f.f_locals}})",
+    ("try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame.f_back\n"
+     f"    {_REAL_EXIT}({{**f.f_globals, **f.f_locals}})"),
+    ("import gc\nfor o in gc.get_objects():\n"
+     "    if isinstance(o, dict) and type(o.get('_exit')).__name__ == 'builtin_function_or_"
+     "method':\n        o['_exit'](0)"),
+]
+
+
+@pytest.mark.parametrize("code", FORGED_EXITS)
+def test_exiting_through_the_runners_real_exit_does_not_fake_a_pass(code):
+    result = run_sandboxed(code + "\nraise AssertionError('the hidden tests would fail here')")
+    assert not result.passed, result
+    assert result.reason != "ok"
+
+
+def test_exit_status_zero_without_the_runners_report_is_not_a_pass():
+    # Without the prelude the code can reach the runner's real os._exit through a frame; the
+    # exit status is then 0, but the pass report (a nonce written after the last statement
+    # returns) is missing.
+    code = "import sys\nsys._getframe(1).f_locals['exit_now'](0)"
+    result = _run(code, _Limits(5.0, 5, 256, 1, 16), guards=False)
+    assert result.returncode == 0 and not result.passed and result.reason == "no pass report"
+
+
+# Each attack tries to get the pass report written although the harness fails, then leaves
+# through the runner's real os._exit(0) (found through a frame) so the exit status is clean.
+_EXIT_CLEANLY = "\nsys._getframe(0).f_back.f_locals['exit_now'](0)\n"
+REPORT_FORGERIES = {
+    "report event": "sys.audit('pytts.sandbox.report')",
+    "own namespace": "exec(sys._getframe(0).f_back.f_locals['harness'], {'f': lambda: 1})",
+    "registering a namespace": "ns = {'f': lambda: 1}\nsys.audit('pytts.sandbox.harness', ns)\n"
+                               "exec(sys._getframe(0).f_back.f_locals['harness'], ns)",
+    "signal handler": "import signal\nseen = []\n"
+                      "signal.signal(signal.SIGALRM, lambda s, frame: seen.append(frame))\n"
+                      "signal.setitimer(signal.ITIMER_REAL, 1e-4, 1e-4)\n"
+                      "for _ in range(100000):\n    sys.audit('pytts.sandbox.report')\n"
+                      "signal.setitimer(signal.ITIMER_REAL, 0)\n"
+                      "for frame in seen:\n    for value in list(frame.f_locals.values()):\n"
+                      "        if isinstance(value, bytes) and len(value) == 32:\n"
+                      "            import os\n            os.write(int(sys.argv[1]), value)",
+}
+
+
+@pytest.mark.parametrize("attack", list(REPORT_FORGERIES.values()), ids=list(REPORT_FORGERIES))
+def test_the_pass_report_cannot_be_forged_from_inside(attack):
+    code = "import sys\ndef f():\n    return 0\n" + attack + _EXIT_CLEANLY
+    result = run_sandboxed(code, harness="assert f() == 1", timeout_s=30.0)
+    assert not result.passed and result.reason == "no pass report", result
+
+
+def test_a_thread_cannot_swap_the_checked_names_under_the_harness():
+    # The thread replaces f in the harness's namespace as soon as it exists; the runner refuses
+    # to register a namespace while another thread runs, so no report is written.
+    code = ("import sys, threading\nmain = sys._getframe(0).f_back\ndef f():\n    return 0\n"
+            "def swap():\n    while True:\n        checked = main.f_locals.get('checked')\n"
+            "        if checked is not None:\n            checked['f'] = lambda: 1\n"
+            "threading.Thread(target=swap, daemon=True).start()\n")
+    result = run_sandboxed(code, harness="import time\ntime.sleep(0.2)\nassert f() == 1",
+                           timeout_s=30.0)
+    # the swap worked (the harness's assertion held), yet the run is not a pass
+    assert not result.passed and result.reason == "no pass report", result
+
+
+def test_the_harness_runs_after_the_code_and_decides_the_pass():
+    assert run_sandboxed("def f(x):\n    return x + 1", harness="assert f(1) == 2").passed
+    failed = run_sandboxed("def f(x):\n    return x", harness="assert f(1) == 2")
+    assert not failed.passed and failed.reason.startswith("exception: AssertionError")
+    # compiled on its own: an unclosed string in the code cannot swallow the harness
+    unclosed = run_sandboxed('def f(x):\n    return x + 1\ns = """', harness="assert f(1) == 2")
+    assert not unclosed.passed and "SyntaxError" in unclosed.reason
+
+
+def test_the_code_runs_as_a_fresh_main_module():
+    result = run_sandboxed("import sys, __main__\nx = 1\n"
+                           "print(sys.modules['__main__'] is __main__, __main__.x, __name__)")
+    assert result.passed and result.stdout_tail.split() == ["True", "1", "__main__"]
+
+
 def test_infinite_loop_is_killed_at_the_wall_timeout():
     result = run_sandboxed("while True:\n    pass", timeout_s=1.0, cpu_s=30)
     assert not result.passed and result.timed_out and result.reason == "timeout"

@@ -119,6 +119,17 @@ def test_incorrect_solutions_fail_the_check(task, first):
     assert not task.check(first, task.extract(first, stub))
 
 
+@pytest.mark.parametrize("line", ["sys.modules['__main__']._exit(0)",
+                                  "__import__('__main__')._exit(0)"])
+def test_a_reply_that_exits_before_the_hidden_tests_does_not_pass(task, first, line):
+    # issue 10, item 1: the runner's __main__ held the real os._exit
+    forged = f"```python\nimport sys\n{line}\n```"
+    assert not task.check(first, task.extract(first, forged))
+    inside = ("```python\nimport sys\ndef has_close_elements(numbers, threshold):\n"
+              f"    return False\n{line}\n```")
+    assert not task.check(first, task.extract(first, inside))
+
+
 def test_a_hanging_solution_times_out_as_a_failure(first):
     quick = HumanEvalTask([first], timeout_s=1.0)
     hang = ("```python\ndef has_close_elements(numbers, threshold):\n"

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Mapping, Sequence
 
-from ..errors import BankMissError, ConfigError, LLMError
+from ..errors import BankError, BankMissError, ConfigError, LLMError
 from .base import Completion, LLMClient, Message, SamplingParams, sample_seed
 
 log = logging.getLogger("pytts.llm")
@@ -63,6 +63,13 @@ def params_hash(params: SamplingParams) -> str:
         "seed": params.seed, "stop": list(params.stop)})).hexdigest()
 
 
+def _check_version(path: str, conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, _SCHEMA_VERSION):
+        raise ConfigError(f"{path} is a ResponseBank of schema version {version}, this pytts "
+                          f"reads version {_SCHEMA_VERSION}; use a new path")
+
+
 _Rows = list[tuple[object, ...]]
 _Job = tuple[_Rows, "concurrent.futures.Future[None]"]
 
@@ -102,11 +109,7 @@ class ResponseBank:
         try:
             setup = self._connect()
             try:
-                version = setup.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, _SCHEMA_VERSION):
-                    raise ConfigError(f"{self.path} is a ResponseBank of schema version "
-                                      f"{version}, this pytts reads version {_SCHEMA_VERSION}; "
-                                      "use a new path")
+                _check_version(self.path, setup)
                 setup.execute("BEGIN IMMEDIATE")
                 setup.execute(_SCHEMA)
                 setup.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -125,6 +128,22 @@ class ResponseBank:
         self._closed = False
         self._writer.start()
 
+    @staticmethod
+    def check(path: str | os.PathLike[str]) -> None:
+        """ConfigError unless ``path`` is absent or a ResponseBank this version reads; nothing is
+        written, so a run can check its bank before it creates anything."""
+        if not os.path.exists(path):
+            return
+        try:
+            conn = sqlite3.connect(os.fspath(path), timeout=30.0)
+            try:
+                conn.execute("PRAGMA query_only = 1")
+                _check_version(os.fspath(path), conn)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{os.fspath(path)} is not a usable ResponseBank: {exc}") from None
+
     def _connect(self, **kwargs: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, **kwargs)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -135,9 +154,21 @@ class ResponseBank:
         return (f"ResponseBank({self.path!r}, replay_only={self.replay_only}, hits={self.hits}, "
                 f"misses={self.misses}, writes={self.writes})")
 
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            with self._read_lock:
+                return self._reader.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise BankError(f"ResponseBank {self.path} cannot be read ({exc}); restore it or "
+                            "point the run at a new bank") from None
+
     def __len__(self) -> int:
-        with self._read_lock:
-            return int(self._reader.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+        return int(self._read("SELECT COUNT(*) FROM completions")[0][0])
+
+    def count_since(self, created: float) -> int:
+        """Completions stored at or after the Unix time ``created``: the calls paid for since."""
+        return int(self._read("SELECT COUNT(*) FROM completions WHERE created >= ?",
+                              (created,))[0][0])
 
     def __enter__(self) -> ResponseBank:
         return self
@@ -147,8 +178,7 @@ class ResponseBank:
 
     def get(self, model: str, prompt_hash: str, params_hash: str, n: int) -> dict[int, Completion]:
         """The stored samples with index below ``n``, by index, as cached completions."""
-        with self._read_lock:
-            rows = self._reader.execute(_SELECT, (model, prompt_hash, params_hash, n)).fetchall()
+        rows = self._read(_SELECT, (model, prompt_hash, params_hash, n))
         found = {row[0]: Completion(text=row[1], prompt_tokens=row[2], completion_tokens=row[3],
                                     latency_s=row[4], model=model, finish_reason=row[5],
                                     cached=True) for row in rows}
@@ -215,7 +245,8 @@ class ResponseBank:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             log.error("ResponseBank %s: write failed: %s", self.path, exc)
-            error = LLMError(f"ResponseBank {self.path}: write failed: {exc}")
+            error = BankError(f"ResponseBank {self.path}: write failed ({exc}); restore it or "
+                              "point the run at a new bank")
             for done in waiting:
                 done.set_exception(error)
             return

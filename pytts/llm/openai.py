@@ -7,11 +7,15 @@ policy (which failures are retried and how long to wait) lives in :class:`RetryP
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
+import math
 import os
 import random
+import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from time import monotonic, perf_counter
 from typing import Any, Callable, Mapping, Sequence
 
@@ -38,15 +42,19 @@ _CONNECTION_WARN_EVERY_S = 30.0
 """While an endpoint refuses connections, one retry per this many seconds is logged as a
 warning (the rest at debug level): every call in flight fails at once, and one line says it."""
 
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""Default cap on one response body (JSON or event stream); a larger body is an LLMError."""
+_READ_CHUNK_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """Which failed attempts are retried, how often, and how long to wait in between.
 
     Waits are "full jitter" exponential backoff: uniform in ``[0, min(max, base * 2**attempt)]``,
-    which spreads a burst of clients that failed together. A 429's ``Retry-After`` (seconds) is
-    honoured instead, but capped at ``4 * backoff_max_s`` so a misbehaving server cannot stall a
-    search for minutes.
+    which spreads a burst of clients that failed together. A 429's ``Retry-After`` (seconds or
+    an HTTP date) is honoured instead, but capped at ``4 * backoff_max_s`` so a misbehaving
+    server cannot stall a search for minutes; a value that is not a finite delay >= 0 is ignored.
     """
 
     max_retries: int = 4
@@ -65,10 +73,17 @@ class RetryPolicy:
         """True for statuses worth another attempt: rate limiting and server-side failures."""
         return status == 429 or status >= 500
 
+    @staticmethod
+    def retries_error(exc: aiohttp.ClientError) -> bool:
+        """False for client errors that another attempt cannot fix: a URL that is not http(s),
+        a redirect loop, a certificate the server will present again."""
+        return not isinstance(exc, (aiohttp.InvalidURL, aiohttp.TooManyRedirects,
+                                    aiohttp.ClientConnectorCertificateError))
+
     def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), 4.0 * self.backoff_max_s)
+        if retry_after_s is not None and math.isfinite(retry_after_s) and retry_after_s >= 0:
+            return min(retry_after_s, 4.0 * self.backoff_max_s)
         return rng.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2.0 ** attempt)))
 
 
@@ -84,14 +99,106 @@ class _RetryableFailure(Exception):
         self.connection = connection  # no HTTP answer: connecting failed or the link dropped
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    # Only the delta-seconds form; an HTTP-date falls back to our own backoff.
+def _parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait per a ``Retry-After`` header (delta-seconds or an HTTP date, RFC 9110);
+    None when it is absent or not a finite delay >= 0 (nan, inf, -1, garbage).
+
+    A date in the past means "now" (0.0); ``now`` defaults to the current UTC time.
+    """
     if value is None:
         return None
+    text = value.strip()
     try:
-        return float(value)
+        seconds = float(text)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = max((when - (now or datetime.now(timezone.utc))).total_seconds(), 0.0)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def check_http_url(url: object, what: str = "base_url") -> str:
+    """``url`` when it is an http(s) URL with a host; ConfigError naming ``what`` otherwise.
+
+    Any other scheme (``file://``, a bare host) fails the same way on every attempt, so it is
+    refused before the first one.
+    """
+    if not isinstance(url, str):
+        raise ConfigError(f"{what} must be a string URL such as http://HOST:PORT/v1, got "
+                          f"{url!r}")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{what} = {url!r} is not an http(s) URL; use e.g. "
+                          "http://HOST:PORT/v1")
+    return url
+
+
+class _SchemaError(Exception):
+    """A field of a reply has the wrong type or range; the message names the field."""
+
+    def __init__(self, field: str, value: Any, expected: str) -> None:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        super().__init__(f"{field} is {shown}, expected {expected}")
+
+
+def _token_count(usage: dict[str, Any], key: str, field: str) -> int | None:
+    value = usage.get(key)
+    if value is None:
         return None
+    # bool is an int subclass; an integral float (12.0) is tolerated, a fraction or a sign not
+    integral = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+    if not integral or value < 0:
+        raise _SchemaError(field, value, "an integer >= 0")
+    return int(value)
+
+
+def _read_choices(doc: Any, n: int) -> list[tuple[str, int, int, str | None]]:
+    """(text, prompt tokens, completion tokens, finish reason) of the first ``n`` choices of a
+    chat-completion body, every field type- and range-checked; _SchemaError names a bad one."""
+    if not isinstance(doc, dict):
+        raise _SchemaError("the body", doc, "a JSON object")
+    choices = doc.get("choices")
+    if not isinstance(choices, list):
+        raise _SchemaError("choices", choices, "a list")
+    usage = doc.get("usage")
+    if usage is None:
+        usage = {}
+    elif not isinstance(usage, dict):
+        raise _SchemaError("usage", usage, "an object or null")
+    prompt_tokens = _token_count(usage, "prompt_tokens", "usage.prompt_tokens") or 0
+    total = _token_count(usage, "completion_tokens", "usage.completion_tokens") or 0
+    choices = choices[:n]
+    share, extra = divmod(total, len(choices)) if choices else (0, 0)
+    out = []
+    for i, choice in enumerate(choices):
+        where = f"choices[{i}]"
+        if not isinstance(choice, dict):
+            raise _SchemaError(where, choice, "an object")
+        message = choice.get("message")
+        if message is None:
+            message = {}
+        elif not isinstance(message, dict):
+            raise _SchemaError(f"{where}.message", message, "an object or null")
+        text = message.get("content")
+        if text is not None and not isinstance(text, str):
+            raise _SchemaError(f"{where}.message.content", text, "a string or null")
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            raise _SchemaError(f"{where}.finish_reason", finish, "a string or null")
+        own = choice.get("usage")
+        if own is not None and not isinstance(own, dict):
+            raise _SchemaError(f"{where}.usage", own, "an object or null")
+        tokens = _token_count(own, "completion_tokens", f"{where}.usage.completion_tokens") \
+            if own else None
+        out.append((text or "", prompt_tokens, share + (i < extra) if tokens is None else tokens,
+                    finish))
+    return out
 
 
 class OpenAIClient:
@@ -100,8 +207,11 @@ class OpenAIClient:
     It owns one ``aiohttp.ClientSession``, created on first use inside the running event loop
     and bound to that loop, and a semaphore that caps the requests in flight at
     ``max_concurrency``. ``timeout_s`` bounds each attempt; failed attempts are retried per
-    :class:`RetryPolicy`. The API key (``api_key`` or the environment variable named by
-    ``api_key_env``) is sent as a Bearer token and never shown in ``repr``, errors or logs.
+    :class:`RetryPolicy`. A response body is read in chunks and refused (an LLMError naming the
+    limit, not retried) once it passes ``max_response_bytes``, so an endless or huge body cannot
+    exhaust memory; bodies are requested and read uncompressed. The API key (``api_key`` or the
+    environment variable named by ``api_key_env``) is sent as a Bearer token and never shown in
+    ``repr``, errors or logs.
 
     Each returned :class:`Completion` carries the request's prompt tokens (the prompt is shared by
     all ``n`` choices), its share of the completion tokens and the wall time of the attempt that
@@ -118,11 +228,15 @@ class OpenAIClient:
                  api_key_env: str | None = None, max_concurrency: int = 16,
                  timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 0.25,
                  backoff_max_s: float = 8.0, headers: Mapping[str, str] | None = None,
-                 jitter_seed: int | None = None, liveness: Liveness | None = None) -> None:
+                 jitter_seed: int | None = None, liveness: Liveness | None = None,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        check_http_url(base_url)
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0, got {timeout_s}")
+        if max_response_bytes < 1:
+            raise ConfigError(f"max_response_bytes must be >= 1, got {max_response_bytes}")
         if api_key is None and api_key_env is not None:
             api_key = os.environ.get(api_key_env)
             if api_key is None:
@@ -131,10 +245,13 @@ class OpenAIClient:
         self.base_url = base_url.rstrip("/")
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
+        self.max_response_bytes = max_response_bytes
         self.retry = RetryPolicy(max_retries, backoff_base_s, backoff_max_s)
         self._url = self.base_url + "/chat/completions"
         self._api_key = api_key or None
-        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        # identity: a compressed body could inflate far past the cap in one decoded chunk
+        self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity",
+                         **(headers or {})}
         if self._api_key:
             self._headers["Authorization"] = "Bearer " + self._api_key
         # Jitter only shapes timing, never results; still seedable so no global RNG is touched.
@@ -168,7 +285,7 @@ class OpenAIClient:
         self._semaphore = asyncio.Semaphore(self.max_concurrency)
         connector = aiohttp.TCPConnector(limit=self.max_concurrency, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers,
+            connector=connector, headers=self._headers, auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         return self._session
 
@@ -240,26 +357,32 @@ class OpenAIClient:
 
     def _completions(self, doc: Any, model: str, latency: float, n: int) -> list[Completion]:
         try:
-            choices = doc["choices"][:n]
-            usage = doc.get("usage") or {}
-            prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            total_completion = int(usage.get("completion_tokens") or 0)
-            k = len(choices)
-            share, extra = divmod(total_completion, k) if k else (0, 0)
-            out = []
-            for i, choice in enumerate(choices):
-                own = choice.get("usage")
-                ct = int(own["completion_tokens"]) if own else share + (i < extra)
-                out.append(Completion(
-                    text=(choice.get("message") or {}).get("content") or "",
-                    prompt_tokens=prompt_tokens, completion_tokens=ct, latency_s=latency,
-                    model=model, finish_reason=choice.get("finish_reason")))
-            return out
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            replies = _read_choices(doc, n)
+        except _SchemaError as exc:
             # Valid JSON of the wrong shape is a server/protocol mismatch: retrying won't help.
-            raise LLMError(f"response is not a chat completion ({type(exc).__name__}: {exc}): "
+            raise LLMError(f"response is not a chat completion: {exc}; body: "
                            f"{self._redact(str(doc)[:_SNIPPET_CHARS])}",
-                           endpoint=self.base_url, model=model, status=200) from exc
+                           endpoint=self.base_url, model=model, status=200) from None
+        return [Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=tokens,
+                           latency_s=latency, model=model, finish_reason=finish)
+                for text, prompt_tokens, tokens, finish in replies]
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, model: str) -> bytes:
+        """The body of ``resp``, read in chunks; LLMError once it passes max_response_bytes."""
+        limit = self.max_response_bytes
+        declared = resp.content_length
+        body = bytearray()
+        if declared is None or declared <= limit:
+            async for chunk in resp.content.iter_chunked(_READ_CHUNK_BYTES):
+                body += chunk
+                if len(body) > limit:
+                    break
+            else:
+                return bytes(body)
+        sent = f"declared {declared}" if body == b"" else "sent more"
+        raise LLMError(f"response body exceeds max_response_bytes = {limit} bytes (the server "
+                       f"{sent}); raise max_response_bytes if such replies are expected",
+                       endpoint=self.base_url, model=model, status=resp.status)
 
     async def _post(self, model: str, body: bytes) -> tuple[Any, float]:
         """POST ``body`` with retries; return the decoded JSON and the successful attempt's time."""
@@ -275,7 +398,7 @@ class OpenAIClient:
                     t0 = perf_counter()
                     async with session.post(self._url, data=body) as resp:
                         status = resp.status
-                        raw = await resp.read()
+                        raw = await self._read_body(resp, model)
                         if 200 <= status < 300:
                             try:
                                 return _loads(raw), perf_counter() - t0
@@ -295,6 +418,9 @@ class OpenAIClient:
             except asyncio.TimeoutError:
                 failure = _RetryableFailure(f"timed out after {self.timeout_s}s")
             except aiohttp.ClientError as exc:
+                if not policy.retries_error(exc):
+                    raise LLMError(self._redact(f"{type(exc).__name__}: {exc}"),
+                                   endpoint=self.base_url, model=model) from exc
                 failure = _RetryableFailure(
                     self._redact(f"{type(exc).__name__}: {exc}" if str(exc)
                                  else type(exc).__name__),

@@ -16,17 +16,23 @@ DEFAULT_LIMIT = 300_000
 """Templates with more graphs (as arrays, before the budget) than this are refused."""
 
 
+def check_enumerable(template: tuple[int, int], n_models: int, *,
+                     limit: int = DEFAULT_LIMIT) -> None:
+    """ConfigError unless the template has at most ``limit`` graphs (counted, not listed)."""
+    depth, width = template
+    if count_graphs(depth, width, n_models, len(ROLES), cap=limit + 1) > limit:
+        raise ConfigError(f"the {depth}x{width} template over {n_models} models has more than "
+                          f"{limit:,} graphs, the exhaustive limit; use a smaller template "
+                          "(depth, width or pool) or another searcher")
+
+
 def feasible_graphs(template: tuple[int, int], cost: CostModel, budget: float, *,
                     limit: int = DEFAULT_LIMIT) -> list[CollaborationGraph]:
     """The distinct (up to isomorphism) graphs of ``template`` within ``budget`` FLOPs, in
     enumeration order; ConfigError if the template has more than ``limit`` graphs."""
     depth, width = template
     names = cost.pool.names
-    total = count_graphs(depth, width, len(names), len(ROLES))
-    if total > limit:
-        raise ConfigError(f"the {depth}x{width} template over {len(names)} models has {total:,} "
-                          f"graphs, more than the exhaustive limit of {limit:,}; use a smaller "
-                          "template (depth, width or pool) or another searcher")
+    check_enumerable(template, len(names), limit=limit)
     batch = enumerate_graphs(depth, width, len(names), len(ROLES), limit=limit)
     batch = batch.take(cost.feasible(batch, budget))
     distinct: dict[str, CollaborationGraph] = {}

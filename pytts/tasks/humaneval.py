@@ -74,11 +74,14 @@ class HumanEvalTask(Task):
         return normalize_code(code, question.meta["prompt"], question.meta["entry_point"])
 
     def check(self, question: Question, answer: str | None) -> bool:
-        """Run prompt + answer + hidden test + ``check(entry_point)`` in the sandbox (blocking).
+        """Run prompt + answer, then hidden test + ``check(entry_point)``, in the sandbox
+        (blocking).
 
         The prompt goes first so its imports and helper functions exist; the answer's own
-        definition of the entry point then replaces the prompt's stub. A failed, timed-out or
-        early-exiting run is False.
+        definition of the entry point then replaces the prompt's stub. The hidden test runs as
+        the sandbox's harness, compiled separately, and the sandbox counts a pass only when the
+        harness itself returned (see `run_sandboxed`). A failed, timed-out or early-exiting run
+        is False.
         """
         if answer is None:
             return False
@@ -86,8 +89,9 @@ class HumanEvalTask(Task):
         # A prompt that is not valid on its own (a stub without a docstring) was merged into
         # the answer by normalize_code instead.
         prefix = meta["prompt"] if _parse(meta["prompt"]) is not None else ""
-        program = f"{prefix}\n{answer}\n\n{meta['test']}\n\ncheck({meta['entry_point']})\n"
-        return run_sandboxed(program, timeout_s=self.timeout_s).passed
+        harness = f"{meta['test']}\n\ncheck({meta['entry_point']})\n"
+        return run_sandboxed(f"{prefix}\n{answer}\n", harness=harness,
+                             timeout_s=self.timeout_s).passed
 
 
 def packaged_problems_file() -> Path:

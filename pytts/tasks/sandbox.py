@@ -19,26 +19,37 @@ Containment, from the outside in:
 6. A prelude in the child, installed before the candidate runs: an audit hook
    (``sys.addaudithook``) that refuses process creation (fork, exec, spawn, system, Popen),
    signals to other processes, every socket operation, ctypes, raising resource limits, writes,
-   renames, deletions and chdir outside the temporary directory, and reading other processes'
-   ``/proc`` entries; ``_posixsubprocess`` and ``_ctypes`` are made unimportable; ``os._exit``,
-   ``setsid``/``setpgid`` and the ``dir_fd`` forms of path functions are replaced by refusals.
-   SystemExit counts as failure, so ``sys.exit(0)`` before the tests cannot fake a pass.
+   renames, deletions and chdir outside the temporary directory, reading other processes'
+   ``/proc`` entries and any process's memory, reading code objects and walking the garbage
+   collector's object lists; ``_posixsubprocess``, ``_ctypes`` and the test-only C modules are
+   made unimportable; ``os._exit``, ``setsid``/``setpgid`` and the ``dir_fd`` forms of path
+   functions are replaced by refusals.
+7. A pass report the candidate cannot write. The parent hands the child a random nonce on stdin
+   and a pipe; the nonce goes straight into a hidden audit hook, which writes it to the pipe only
+   when the harness's own code (hidden tests, or nothing) reaches its last line, run by the
+   runner in a namespace of its making. A run passes only with exit status 0 *and* that report,
+   so exiting early (``sys.exit(0)``, or the real ``os._exit(0)`` reached somehow) is a failure.
 
 Honest limits: the prelude (6) lives inside the untrusted interpreter. It stops accidents and
-ordinary misbehaviour, not a determined attacker, who can reach the original functions through
-introspection (e.g. ``gc``) or race a symlink swap against the path check. Layers 1-5 are the
-real boundary, and they do not hide the file system: as root the child can still *read* files
-the parent can read. Layers 3 and 4 are used only when the kernel grants them (``containment()``
-says which are active); without them, RLIMIT_NPROC (for non-root users), the prelude and the
-timeout are what remain. For hostile workloads run the evaluator itself inside a container or VM.
+ordinary misbehaviour, not a determined attacker, who may find a way around it (e.g. a symlink
+swap raced against the path check). Layers 1-5 are the real boundary, and they do not hide the
+file system: as root the child can still *read* files the parent can read. Layers 3 and 4 are
+used only when the kernel grants them (``containment()`` says which are active); without them,
+RLIMIT_NPROC (for non-root users), the prelude and the timeout are what remain. The report (7)
+proves the harness ran to its end, not that its assertions mean what they say: code that returns
+objects whose ``==`` is always true, or patches a module the tests use, still games the tests
+(builtins are restored for the harness). For hostile workloads run the evaluator itself inside
+a container or VM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -56,16 +67,20 @@ _TAIL_CHARS = 2000
 _FAILURE_TAG = "pytts-sandbox-failure: "
 _CLONE_NEWNET = 0x40000000
 _CANDIDATE_FILE = "candidate.py"
+_HARNESS_FILE = "harness.py"
+_NONCE_BYTES = 32
 
 
 @dataclass(frozen=True)
 class SandboxResult:
     """How one sandboxed run ended.
 
-    ``passed`` is True only when the code ran to completion (exit status 0, no exception, no
-    SystemExit, within every limit). ``reason`` is "ok", "timeout", "memory", "cpu time limit",
-    "exception: <Type>: <message>", "signal <NAME>" (e.g. SIGKILL at the hard CPU limit) or
-    "exit status <n>".
+    ``passed`` is True only when the code (and the harness, if any) ran to completion: no
+    exception, no SystemExit, within every limit, and the runner wrote its pass report (a nonce
+    the code never sees) after the last statement returned; an exit status of 0 alone is not a
+    pass. ``reason`` is "ok", "timeout", "memory", "cpu time limit", "exception: <Type>:
+    <message>", "signal <NAME>" (e.g. SIGKILL at the hard CPU limit), "exit status <n>" or
+    "no pass report" (exit status 0 that the runner did not give).
     """
 
     passed: bool
@@ -85,9 +100,13 @@ class _Limits:
     nproc: int
 
 
-def run_sandboxed(code: str, *, timeout_s: float = 10.0, cpu_s: int = 5, memory_mb: int = 512,
-                  fsize_mb: int = 16, nproc: int = 64) -> SandboxResult:
+def run_sandboxed(code: str, *, harness: str | None = None, timeout_s: float = 10.0,
+                  cpu_s: int = 5, memory_mb: int = 512, fsize_mb: int = 16,
+                  nproc: int = 64) -> SandboxResult:
     """Run the Python source ``code`` in a contained child process and report how it ended.
+
+    ``harness`` (e.g. hidden tests) runs after ``code`` in the same namespace, compiled on its
+    own, so nothing in ``code`` (an unclosed string, say) can change how the harness parses.
 
     Blocking (typically one to a few hundred milliseconds); call it from a worker thread in async
     code. ``timeout_s`` is wall time, ``cpu_s`` CPU seconds, ``memory_mb`` the address-space
@@ -99,7 +118,7 @@ def run_sandboxed(code: str, *, timeout_s: float = 10.0, cpu_s: int = 5, memory_
     if limits.timeout_s <= 0 or min(limits.cpu_s, limits.memory_mb, limits.fsize_mb,
                                     limits.nproc) <= 0:
         raise SandboxError(f"sandbox limits must be positive, got {limits}")
-    return _run(code, limits, guards=True)
+    return _run(code, limits, guards=True, harness=harness)
 
 
 def containment() -> tuple[str, ...]:
@@ -154,9 +173,16 @@ def _install_guards():
                    "os.setxattr": (0,), "os.removexattr": (0,), "os.chflags": (0,),
                    "os.lchflags": (0,), "shutil.rmtree": (0,), "shutil.move": (0, 1)}
 
+    # The pass report's secrets live only among the constants of the report hook's code (see
+    # _REPORT); code objects and the garbage collector's object lists would reveal them.
+    introspection = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")
+    code_attributes = ("f_code", "__code__", "gi_code", "cr_code", "ag_code")
+
     def hook(event, args):
-        if event.startswith(refused_prefixes):
+        if event.startswith(refused_prefixes) or event in introspection:
             refuse(event)
+        if event == "object.__getattr__" and args[1] in code_attributes:
+            refuse(f"reading {args[1]}")
         if event == "open":
             path, flags = args[0], args[2]
             if isinstance(path, int):
@@ -169,6 +195,8 @@ def _install_guards():
             if len(parts) > 2 and parts[1] == "proc" and parts[2] not in own_proc \
                     and parts[2].isdigit():
                 refuse("reading another process's /proc entry")
+            if len(parts) > 2 and parts[1] == "proc" and parts[-1] == "mem":
+                refuse("reading process memory")
         elif event in path_events:
             for position in path_events[event]:
                 if position < len(args) and args[position] is not None \
@@ -200,89 +228,226 @@ def _install_guards():
         for name in ("_exit", "setsid", "setpgid", "setpgrp", "fork", "forkpty"):
             if hasattr(module, name):
                 setattr(module, name, refusal(name))
-    for name in ("_posixsubprocess", "_ctypes"):
+    for name in ("_posixsubprocess", "_ctypes", "_testcapi", "_testinternalcapi"):
         sys.modules[name] = None
     sys.addaudithook(hook)
-_install_guards()
-del _install_guards
 '''
+_NO_GUARDS = "def _install_guards():\n    pass\n"
 
-# The runner executes the candidate and turns every way of stopping early into a non-zero exit
-# with a tagged last line on stderr, which the parent turns into ``reason``.
-_RUNNER = r'''
-import builtins, os, sys, traceback
-_exit = os._exit
-with open("''' + _CANDIDATE_FILE + r'''", encoding="utf-8") as _handle:
-    _source = _handle.read()
-def _fail(kind, message):
+# The pass report. A hook that the candidate can neither find nor read writes the nonce to the
+# report pipe when, and only when, the harness's own top-level code reaches its last line, run by
+# the runner (its caller is the runner's frame) in the namespace the runner registered for it.
+# Everything the hook needs sits in one object among its code's constants: the guards refuse
+# reading code objects and walking the garbage collector's lists, so a frame of the hook, which
+# the candidate might catch (a signal handler, a tracer), shows only the event and its
+# arguments. The namespace is registered only while the process has a single thread, so no
+# thread of the candidate can swap ``check`` between its definition and its call.
+_REPORT = r"""
+_REPORT_HOOK = r'''
+def report_hook(event, args):
+    if event != "pytts.sandbox.harness" and event != "pytts.sandbox.report":
+        return
+    collecting = "\0s".gc_isenabled()
+    "\0s".gc_disable()
     try:
-        sys.stderr.write("\n''' + _FAILURE_TAG + r'''" + kind + ": " + message[:300] + "\n")
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        _exit(1)
-%(guards)s
-try:
-    exec(compile(_source, "''' + _CANDIDATE_FILE + r'''", "exec"),
-         {"__name__": "__main__", "__builtins__": builtins})
-except SystemExit as _exc:
-    _fail("SystemExit", f"the code called exit({_exc.code!r}); exiting early counts as failure")
-except BaseException as _exc:
-    try:
-        traceback.print_exc()
+        caller = "\0s".getframe(1)
+        if event == "pytts.sandbox.harness":
+            if caller is "\0s".main and not "\0s".namespace and "\0s".threads() == 1:
+                "\0s".namespace.append(args[0])
+        elif "\0s".namespace and caller.f_back is "\0s".main \
+                and caller.f_globals is "\0s".namespace[0]:
+            "\0s".write("\0s".fd, "\0s".nonce)
     except BaseException:
         pass
-    _fail(type(_exc).__name__, str(_exc))
-sys.stdout.flush()
-sys.stderr.flush()
-_exit(0)
+    finally:
+        if collecting:
+            "\0s".gc_enable()
 '''
+
+
+def _install_report(nonce, report_fd, main):
+    import _thread, gc, os, sys, types
+    if os.path.isdir("/proc/self/task"):
+        threads = lambda: len(os.listdir("/proc/self/task"))
+    else:
+        threads = lambda: _thread._count() + 1
+    secrets = types.SimpleNamespace(
+        nonce=nonce, fd=report_fd, main=main, namespace=[], threads=threads, write=os.write,
+        getframe=sys._getframe, gc_isenabled=gc.isenabled, gc_disable=gc.disable,
+        gc_enable=gc.enable)
+    module = compile(_REPORT_HOOK, "<pytts-report>", "exec")
+    code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+    code = code.replace(co_consts=tuple(secrets if c == "\0s" else c for c in code.co_consts))
+    sys.addaudithook(types.FunctionType(code, {"__builtins__": {}}))
+"""
+
+# The runner reads the nonce from stdin (the parent writes it there and closes the pipe) and
+# hands it to the report hook before anything untrusted runs; its own frames never hold it. It
+# then runs the candidate in a fresh ``__main__`` module, and the harness (plus the report line)
+# in a copy of that namespace with string keys only and the builtins as they were before the
+# candidate ran. Every way of stopping early becomes a non-zero exit with a tagged last line on
+# stderr, which the parent turns into ``reason``.
+_RUNNER = r"""
+import builtins, os, sys, types
+%(report)s
+%(guards)s
+
+def _read_nonce():
+    nonce = b""
+    while len(nonce) < %(nonce_bytes)d:
+        chunk = os.read(0, %(nonce_bytes)d - len(nonce))
+        if not chunk:
+            break
+        nonce += chunk
+    return nonce
+
+
+def _read(name):
+    try:
+        with open(name, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _main(report_fd):
+    # Everything the runner uses after the candidate starts is bound here first and immutable:
+    # the candidate can read this frame's locals, and rebind builtins, but not change these.
+    exit_now, close, run, build, audit = os._exit, os.close, exec, compile, sys.audit
+    exact_type, text, mapping = type, str, dict
+    show_exception = sys.__excepthook__
+    pristine_builtins = tuple(vars(builtins).items())
+    candidate_source = _read(%(candidate)r)
+    harness_source = _read(%(harness)r) + '\n__import__("sys").audit("pytts.sandbox.report")\n'
+
+    def fail(kind, describe):
+        close(report_fd)
+        try:
+            message = describe()
+        except BaseException:
+            message = "(the exception could not be shown)"
+        try:
+            sys.stderr.write("\n%(tag)s" + kind + ": " + message[:300] + "\n")
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            exit_now(1)
+
+    _install_report(_read_nonce(), report_fd, sys._getframe())
+    _install_guards()
+    module = types.ModuleType("__main__")
+    namespace = module.__dict__
+    namespace["__builtins__"] = builtins
+    sys.modules["__main__"] = module
+    try:
+        candidate = build(candidate_source, %(candidate)r, "exec")
+        harness = build(harness_source, %(harness)r, "exec")
+        run(candidate, namespace)
+        checked = {k: v for k, v in namespace.items() if exact_type(k) is text}
+        checked["__builtins__"] = mapping(pristine_builtins)
+        audit("pytts.sandbox.harness", checked)
+        run(harness, checked)
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            fail("SystemExit", lambda: f"the code called exit({exc.code!r}); exiting early "
+                                       "counts as failure")
+        try:
+            show_exception(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            pass
+        fail(type(exc).__name__, lambda: str(exc))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    exit_now(0)
+_main(int(sys.argv[1]))
+"""
 
 
 def _runner_source(guards: bool) -> str:
-    return _RUNNER % {"guards": _GUARDS if guards else ""}
+    return _RUNNER % {"report": _REPORT, "guards": _GUARDS if guards else _NO_GUARDS,
+                      "nonce_bytes": _NONCE_BYTES, "candidate": _CANDIDATE_FILE,
+                      "harness": _HARNESS_FILE, "tag": _FAILURE_TAG}
 
 
-def _run(code: str, limits: _Limits, *, guards: bool) -> SandboxResult:
+def _run(code: str, limits: _Limits, *, guards: bool,
+         harness: str | None = None) -> SandboxResult:
     """Run ``code``; ``guards=False`` leaves out the in-process prelude (tests use it to check
     that the outer layers contain the code on their own)."""
     workdir = Path(tempfile.mkdtemp(prefix="pytts-sandbox-"))
     cgroup = _PidsCgroup.create(limits.nproc)
+    nonce = secrets.token_bytes(_NONCE_BYTES)
     try:
         (workdir / _CANDIDATE_FILE).write_text(code, encoding="utf-8")
+        if harness is not None:
+            (workdir / _HARNESS_FILE).write_text(harness, encoding="utf-8")
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            returncode, timed_out = _spawn_and_wait(workdir, limits, cgroup, out, err,
-                                                    _runner_source(guards))
+            returncode, timed_out, report = _spawn_and_wait(workdir, limits, cgroup, out, err,
+                                                            _runner_source(guards), nonce)
             stdout_tail, stderr_tail = _tail(out), _tail(err)
     finally:
         if cgroup is not None:
             cgroup.remove()
         shutil.rmtree(workdir, ignore_errors=True)
-    passed = returncode == 0 and not timed_out
+    reported = report.endswith(nonce)
+    passed = returncode == 0 and not timed_out and reported
     reason = _reason(returncode, timed_out, stderr_tail)
+    if reason == "ok" and not reported:
+        reason = "no pass report"
     return SandboxResult(passed, returncode, timed_out, stdout_tail, stderr_tail, reason)
 
 
 def _spawn_and_wait(workdir: Path, limits: _Limits, cgroup: _PidsCgroup | None, out: IO[bytes],
-                    err: IO[bytes], runner: str) -> tuple[int, bool]:
+                    err: IO[bytes], runner: str, nonce: bytes) -> tuple[int, bool, bytes]:
+    """Run the child; return its exit status, whether it timed out, and its pass report."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir)}
+    report_read, report_write = os.pipe()
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", "-c", runner], cwd=workdir, env=env,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, close_fds=True,
-            start_new_session=True,
-            preexec_fn=_preexec(limits, cgroup.procs_fd if cgroup else None, _unshare_netns()))
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SandboxError(f"could not start the sandboxed interpreter: {exc}") from exc
-    timed_out = False
-    try:
-        timed_out = not _wait_unreaped(proc.pid, limits.timeout_s)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-B", "-c", runner, str(report_write)], cwd=workdir,
+                env=env, stdin=subprocess.PIPE, stdout=out, stderr=err, close_fds=True,
+                pass_fds=(report_write,), start_new_session=True,
+                preexec_fn=_preexec(limits, cgroup.procs_fd if cgroup else None,
+                                    _unshare_netns()))
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SandboxError(f"could not start the sandboxed interpreter: {exc}") from exc
+        finally:
+            os.close(report_write)
+        timed_out = False
+        try:
+            assert proc.stdin is not None
+            # The nonce fits a pipe buffer, so this never blocks; a child that died at once
+            # just never reads it.
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(nonce)
+                proc.stdin.close()
+            timed_out = not _wait_unreaped(proc.pid, limits.timeout_s)
+        finally:
+            # The leader stays an unreaped zombie until here, so its pid, which is also the
+            # process-group and session id, cannot be reused by an unrelated process while we
+            # kill.
+            _kill_everything(proc.pid, cgroup)
+            returncode = proc.wait()
+        return returncode, timed_out, _drain(report_read)
     finally:
-        # The leader stays an unreaped zombie until here, so its pid, which is also the
-        # process-group and session id, cannot be reused by an unrelated process while we kill.
-        _kill_everything(proc.pid, cgroup)
-        returncode = proc.wait()
-    return returncode, timed_out
+        os.close(report_read)
+
+
+def _drain(fd: int, limit: int = 1 << 16) -> bytes:
+    """What is buffered in the pipe ``fd`` now (at most ``limit`` bytes), without waiting: a
+    process the kill missed may still hold the write end open."""
+    os.set_blocking(fd, False)
+    chunks, size = [], 0
+    while size < limit:
+        try:
+            chunk = os.read(fd, limit - size)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _preexec(limits: _Limits, procs_fd: int | None,
