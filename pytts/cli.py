@@ -131,6 +131,9 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                       f"[{r.ci_low:.3f}, {r.ci_high:.3f}], {r.mean_flops:.3g} FLOPs, "
                       f"{r.mean_latency_s:.2f} s per query")
         console.print(report.best_graph.describe())
+    replies = runner.read_replies(run_dir)
+    if replies is not None:
+        console.print(runner.describe_replies(replies), markup=False)
     console.print(f"{report.n_evals} evaluations; {report.calls_made} LLM calls made, "
                   f"{report.calls_served} served from the bank; wrote {run_dir}/"
                   f"{runner.SUMMARY_FILE} and {run_dir}/{runner.PLOTS_DIR}/")

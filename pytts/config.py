@@ -32,6 +32,8 @@ class SearchConfig:
     ``pool`` is a pool file (TOML/JSON), or "demo", "local" (the embedded model) or a simulated
     preset name ("sim:math-like"). ``task`` with ``dataset`` (a file, for math/mmlu) and
     ``n_questions`` the dev-set size. ``budget`` is FLOPs ("2e12") or "N x MODEL".
+    ``agent_context_tokens`` is the agent model's context window, for servers that do not
+    report it (the agent's prompts are compacted to fit it).
     """
 
     name: str | None = None
@@ -54,6 +56,7 @@ class SearchConfig:
     agent: str = field(default="heuristic", metadata=_choice(AGENTS))
     agent_endpoint: str | None = None
     agent_model: str | None = None
+    agent_context_tokens: int | None = None
     bank: str | None = None
     ray: str | None = None
     runs_dir: str = "runs"
@@ -74,10 +77,10 @@ class SearchConfig:
             if not isinstance(getattr(self, key), int) or getattr(self, key) < low:
                 raise ConfigError(f"{key} must be an integer >= {low}, got "
                                   f"{getattr(self, key)!r}")
-        for key in ("depth", "width"):
+        for key, low in (("depth", 1), ("width", 1), ("agent_context_tokens", 256)):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+            if value is not None and (not isinstance(value, int) or value < low):
+                raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}")
         for key in ("latency_penalty", "timeout_s"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

@@ -55,7 +55,8 @@ class LocalServer:
     """A llama-cpp-python server process serving the embedded model on loopback.
 
     Use as a context manager (``with`` or ``async with``): entering starts
-    ``python -m llama_cpp.server`` in its own process group and waits until ``GET /v1/models``
+    ``python -m pytts.llm.llama_server`` (llama_cpp.server plus ``GET /props``, which reports
+    ``n_ctx``) in its own process group and waits until ``GET /v1/models``
     answers; leaving stops the whole group (SIGTERM, then SIGKILL). ``base_url`` is the
     OpenAI base URL (``http://host:port/v1``). The server runs one request at a time.
     """
@@ -95,8 +96,9 @@ class LocalServer:
         return f"LocalServer({self.host}:{self.port}, n_threads={self.n_threads}, {state})"
 
     def command(self) -> list[str]:
-        """The command line that starts the server (flags of llama_cpp.server)."""
-        return [sys.executable, "-m", "llama_cpp.server",
+        """The command line that starts the server: llama_cpp.server with its flags, plus
+        ``GET /props`` reporting ``n_ctx`` (`pytts.llm.llama_server`)."""
+        return [sys.executable, "-m", "pytts.llm.llama_server",
                 "--model", str(local_gguf_path()), "--model_alias", SERVED_MODEL,
                 "--host", self.host, "--port", str(self.port),
                 "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
