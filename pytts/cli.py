@@ -189,6 +189,9 @@ def _run_search(args: argparse.Namespace, console: Console, setup, run_dir: Path
         console.print(report.best_graph.describe())
         if setup.sim is not None:
             console.print(runner.simulated_truth_lines(setup, report)[0].replace("**", ""))
+    replies = runner.read_replies(run_dir)
+    if replies is not None:
+        console.print(runner.describe_replies(replies), markup=False)
     console.print(f"{report.n_evals} evaluations; {report.calls_made} LLM calls made, "
                   f"{report.calls_served} served from the bank; wrote {run_dir}/"
                   f"{runner.SUMMARY_FILE} and {run_dir}/{runner.PLOTS_DIR}/")

@@ -49,6 +49,8 @@ class SearchConfig:
     name ("sim:math-like"). ``task`` with ``dataset`` (a file, for math/mmlu) and
     ``n_questions`` the dev-set size. ``budget`` is FLOPs ("2e12", or a TOML number) or
     "N x MODEL".
+    ``agent_context_tokens`` is the agent model's context window, for servers that do not
+    report it (the agent's prompts are compacted to fit it).
     """
 
     name: str | None = None
@@ -71,6 +73,7 @@ class SearchConfig:
     agent: str = field(default="heuristic", metadata=_choice(AGENTS))
     agent_endpoint: str | None = None
     agent_model: str | None = None
+    agent_context_tokens: int | None = None
     bank: str | None = None
     ray: str | None = None
     runs_dir: str = "runs"

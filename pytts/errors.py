@@ -51,6 +51,15 @@ class BankError(PyttsError):
     since answers it cannot store or look up would be paid for again and again."""
 
 
+class ContextOverflowError(LLMError):
+    """The server refused a request whose prompt plus ``max_tokens`` exceed the model's context
+    window; ``window`` is the window in tokens when the server's message says it."""
+
+    def __init__(self, message: str, *, window: int | None = None, **where: object) -> None:
+        super().__init__(message, **where)  # type: ignore[arg-type]
+        self.window = window
+
+
 class BankMissError(LLMError):
     """A replay-only ResponseBank was asked for a completion it does not hold."""
 

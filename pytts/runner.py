@@ -48,6 +48,7 @@ LOCK_FILE = "run.lock"
 RUN_FILE = "run.json"
 RESUMABLE_KEYS = ("n_evals", "concurrency", "timeout_s")
 """Config keys a ``--resume`` may change: they bound the run, not what it computes."""
+REPLIES_FILE = "llm_replies.json"
 
 LOCAL_TEMPLATE = (2, 3)
 LOCAL_BUDGET = "4x smollm2-135m-fewshot"
@@ -171,10 +172,12 @@ def make_searcher(setup: RunSetup, agent_client: LLMClient | None = None) -> Sea
     kwargs: dict = {"seed": config.seed, "objective": objective}
     if config.searcher == "agent-reinforce":
         from .search import HeuristicAgent, LLMAgent
-        kwargs["agent"] = (LLMAgent(agent_client, config.agent_model or "", seed=config.seed)
+        kwargs["agent"] = (LLMAgent(agent_client, config.agent_model or "", seed=config.seed,
+                                    context_tokens=config.agent_context_tokens)
                            if agent_client is not None else HeuristicAgent())
     elif config.searcher == "llm-optimizer" and agent_client is not None:
-        kwargs.update(client=agent_client, model=config.agent_model)
+        kwargs.update(client=agent_client, model=config.agent_model,
+                      context_tokens=config.agent_context_tokens)
     cls = SEARCHERS[config.searcher]
     return cls(setup.pool, setup.template, setup.cost, setup.budget_flops, **kwargs)
 
@@ -365,13 +368,14 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
                                       batch_size=config.batch_size, checkpoint=run_dir,
                                       progress=progress or False,
                                       racing=racing_policy(config, len(setup.task.questions)))
+            replies = reply_stats(searcher)
             made, served = call_counts(bank, run_dir, report.history)
             report = dataclasses.replace(report, calls_made=made, calls_served=served)
     finally:
         if agent_client is not None:
             await agent_client.aclose()
         bank.close()
-    write_outputs(run_dir, setup, report)
+    write_outputs(run_dir, setup, report, replies)
     return report
 
 
@@ -400,9 +404,37 @@ def call_counts(bank: ResponseBank, run_dir: str | Path,
     return made, max(used - made, 0)
 
 
-def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport) -> None:
-    """best_graph.json, summary.md and the plots of a finished search."""
+def reply_stats(searcher: Searcher) -> dict | None:
+    """How the searcher's LLM (its agent's, or its own) answered: requests, replies that fell
+    back, context overflows, and what was learned of the server; None when it asks no LLM."""
+    from .search.channel import AsksLLM
+    asker = getattr(searcher, "agent", searcher)
+    return asker.reply_stats() if isinstance(asker, AsksLLM) else None
+
+
+def describe_replies(stats: dict) -> str:
+    """One line for the CLI and summary.md from `reply_stats`."""
+    window = (f"context window {stats['context_window']} tokens ({stats['window_source']})"
+              if stats["context_window"] else "context window unknown")
+    return (f"LLM {stats['model']}: {stats['requests']} requests, {stats['fell_back']} replies "
+            f"fell back, {stats['context_overflows']} context overflows; {window}; prompt tokens "
+            f"by {stats['tokens_counted_by'] or '-'}; reply schema sent as "
+            f"{stats['schema_form'] or '-'}")
+
+
+def read_replies(run_dir: str | Path) -> dict | None:
+    """The `reply_stats` a finished run recorded in ``llm_replies.json``, if any."""
+    path = Path(run_dir) / REPLIES_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport,
+                  replies: dict | None = None) -> None:
+    """best_graph.json, summary.md, the plots and (when an LLM was asked) llm_replies.json of
+    a finished search."""
     from . import plots
+    if replies is not None:
+        (run_dir / REPLIES_FILE).write_text(json.dumps(replies, indent=2))
     history = [r for r in report.history if not r.reused]
     if report.best_graph is not None:
         data = {"graph": report.best_graph.to_dict(), "result": report.best_result.to_dict()
@@ -423,10 +455,10 @@ def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport) -> None:
         plots.plot_tradeoff(acc, [r.mean_latency_s for r in results],
                             run_dir / PLOTS_DIR / "accuracy_vs_latency.png",
                             xlabel="latency per query (s)", title="accuracy vs latency")
-    (run_dir / SUMMARY_FILE).write_text(summary_markdown(setup, report))
+    (run_dir / SUMMARY_FILE).write_text(summary_markdown(setup, report, replies))
 
 
-def summary_markdown(setup: RunSetup, report: SearchReport) -> str:
+def summary_markdown(setup: RunSetup, report: SearchReport, replies: dict | None = None) -> str:
     config = setup.config
     lines = [f"# pytts search: {config.name or ''}", "",
              f"- searcher: `{config.searcher}`, objective: `{config.objective}`, seed {config.seed}",
@@ -436,8 +468,10 @@ def summary_markdown(setup: RunSetup, report: SearchReport) -> str:
              f"{setup.template[0]}x{setup.template[1]}",
              f"- evaluations: {report.n_evals} (+{report.n_reused} repeated proposals served "
              f"from history); stopped: {report.stopped}",
-             f"- LLM calls made: {report.calls_made}, served from the bank: {report.calls_served}",
-             ""]
+             f"- LLM calls made: {report.calls_made}, served from the bank: {report.calls_served}"]
+    if replies is not None:
+        lines.append(f"- {describe_replies(replies)}")
+    lines.append("")
     if report.best_graph is not None and report.best_result is not None:
         r = report.best_result
         lines += ["## Returned graph", "",

@@ -52,6 +52,7 @@ class FakeOpenAI:
         """Start serving; return the base URL (ending in ``/v1``)."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
+        self._add_routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -59,6 +60,9 @@ class FakeOpenAI:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{port}/v1"
         return self.base_url
+
+    def _add_routes(self, app: web.Application) -> None:
+        """Subclasses add the other routes of the server they play here."""
 
     async def close(self) -> None:
         if self._runner is not None:

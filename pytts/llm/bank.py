@@ -17,7 +17,7 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..errors import BankError, BankMissError, ConfigError, LLMError
 from .base import Completion, LLMClient, Message, SamplingParams, sample_seed
@@ -57,10 +57,14 @@ def prompt_hash(messages: Sequence[Message]) -> str:
 
 
 def params_hash(params: SamplingParams) -> str:
-    """sha256 of the sampling params' canonical JSON (temperature, max_tokens, seed, stop)."""
-    return hashlib.sha256(_canonical({
+    """sha256 of the sampling params' canonical JSON (temperature, max_tokens, seed, stop, and
+    the reply schema when there is one, so unconstrained requests keep their keys)."""
+    fields: dict[str, object] = {
         "temperature": float(params.temperature), "max_tokens": int(params.max_tokens),
-        "seed": params.seed, "stop": list(params.stop)})).hexdigest()
+        "seed": params.seed, "stop": list(params.stop)}
+    if params.json_schema is not None:
+        fields["json_schema"] = params.json_schema
+    return hashlib.sha256(_canonical(fields)).hexdigest()
 
 
 def _check_version(path: str, conn: sqlite3.Connection) -> None:
@@ -300,12 +304,13 @@ class BankedClient:
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
                        temperature: float = 0.7, max_tokens: int = 256,
-                       seed: int | None = None,
-                       stop: Sequence[str] | None = None) -> list[Completion]:
+                       seed: int | None = None, stop: Sequence[str] | None = None,
+                       json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """Return samples ``0..n-1`` of this request, from the bank where it has them."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        params = SamplingParams(temperature, max_tokens, seed, tuple(stop or ()))
+        params = SamplingParams(temperature, max_tokens, seed, tuple(stop or ()),
+                                None if json_schema is None else _canonical(json_schema).decode())
         ph, pa = prompt_hash(messages), params_hash(params)
         result = await self.bank.aget(model, ph, pa, n)
         self.calls_served += len(result)
@@ -346,12 +351,13 @@ class BankedClient:
                      futures: dict[int, asyncio.Future[Completion]]) -> dict[int, Completion]:
         indices = list(futures)
         stop = list(params.stop) or None
+        schema = None if params.json_schema is None else json.loads(params.json_schema)
         try:
             if params.seed is None:
                 self.calls_made += 1
                 comps = await self.inner.complete(
                     model, messages, n=len(indices), temperature=params.temperature,
-                    max_tokens=params.max_tokens, seed=None, stop=stop)
+                    max_tokens=params.max_tokens, seed=None, stop=stop, json_schema=schema)
                 if len(comps) < len(indices):
                     raise LLMError(f"asked for {len(indices)} completions, got {len(comps)}",
                                    model=model)
@@ -359,7 +365,8 @@ class BankedClient:
                 self.calls_made += len(indices)
                 tasks = [asyncio.ensure_future(self.inner.complete(
                     model, messages, n=1, temperature=params.temperature,
-                    max_tokens=params.max_tokens, seed=sample_seed(params.seed, k), stop=stop))
+                    max_tokens=params.max_tokens, seed=sample_seed(params.seed, k), stop=stop,
+                    json_schema=schema))
                     for k in indices]
                 try:
                     comps = [c[0] for c in await asyncio.gather(*tasks)]

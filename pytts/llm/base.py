@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 Message = Mapping[str, str]
 """One chat message: ``{"role": "system"|"user"|"assistant", "content": str}``."""
@@ -43,6 +43,8 @@ class SamplingParams:
     max_tokens: int = 256
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
+    json_schema: str | None = None
+    """The reply's JSON schema as canonical JSON text (None: an unconstrained reply)."""
 
 
 @runtime_checkable
@@ -51,13 +53,39 @@ class LLMClient(Protocol):
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
                        temperature: float = 0.7, max_tokens: int = 256,
-                       seed: int | None = None,
-                       stop: Sequence[str] | None = None) -> list[Completion]:
-        """Return ``n`` completions of ``messages`` by ``model`` (a pool model name)."""
+                       seed: int | None = None, stop: Sequence[str] | None = None,
+                       json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
+        """Return ``n`` completions of ``messages`` by ``model`` (a pool model name).
+
+        ``json_schema`` asks for a reply that is one JSON value matching it: a server that
+        can constrain its output to a schema does; any other backend answers as usual, so
+        callers still validate what comes back.
+        """
         ...
 
     async def aclose(self) -> None:
         """Release connections; the client is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class ServerInfo(Protocol):
+    """What a client can learn about the server behind it, beyond completions (optional: a
+    client that cannot ask answers None)."""
+
+    async def context_window(self, model: str) -> int | None:
+        """The context window of ``model`` in tokens (prompt plus reply), if the server says."""
+        ...
+
+    async def count_tokens(self, model: str, messages: Sequence[Message]) -> int | None:
+        """The prompt tokens ``messages`` take with ``model``'s tokenizer, if the server can
+        count them (chat-template tokens included, up to a small allowance)."""
+        ...
+
+    @property
+    def schema_form(self) -> str | None:
+        """How JSON schemas are sent to this server (None until the first request with one;
+        ``"none"`` once the server refused every form)."""
         ...
 
 

@@ -93,7 +93,8 @@ class LocalServer:
     """A llama-cpp-python server process serving the embedded model on loopback.
 
     Use as a context manager (``with`` or ``async with``): entering starts
-    ``python -m llama_cpp.server`` in its own process group, waits until ``GET /v1/models``
+    ``python -m pytts.llm.llama_server`` (llama_cpp.server plus ``GET /props``, which reports
+    ``n_ctx``) in its own process group, waits until ``GET /v1/models``
     answers and then until one tiny completion comes back (so a build that cannot run on this
     CPU fails here, not mid-run); leaving stops the whole group (SIGTERM, then SIGKILL).
     ``base_url`` is the OpenAI base URL (``http://host:port/v1``). The server runs one request
@@ -142,7 +143,7 @@ class LocalServer:
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError(f"the embedded model needs llama-cpp-python[server]: "
                               f"{_INSTALL_HINT}")
-        return [sys.executable, "-m", "llama_cpp.server",
+        return [sys.executable, "-m", "pytts.llm.llama_server",
                 "--model", str(local_gguf_path()), "--model_alias", SERVED_MODEL,
                 "--host", self.host, "--port", str(self.port),
                 "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),

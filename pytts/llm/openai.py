@@ -21,7 +21,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import aiohttp
 
-from ..errors import ConfigError, EndpointUnreachableError, LLMError, ServerExitedError
+from ..errors import (ConfigError, ContextOverflowError, EndpointUnreachableError, LLMError,
+                      ServerExitedError)
+from . import dialects
 from .base import Completion, Liveness, Message, sample_seed
 
 try:  # orjson is several times faster at both ends; the stdlib is the fallback.
@@ -262,6 +264,12 @@ class OpenAIClient:
         self._warned_n = False
         self._liveness = liveness
         self._quiet_until = 0.0
+        # What the server said about itself (see ServerInfo), learned once per client.
+        self._form: int | None = None              # index in SCHEMA_FORMS; len() = "none"
+        self._first_form = 0
+        self._windows: dict[str, int | None] = {}
+        self._tokenizer: dialects.TokenizeRoute | None = None
+        self._tokenizer_known = False              # True once a route answered or none did
 
     def __repr__(self) -> str:
         key = "***" if self._api_key else None
@@ -306,12 +314,17 @@ class OpenAIClient:
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
                        temperature: float = 0.7, max_tokens: int = 256,
-                       seed: int | None = None,
-                       stop: Sequence[str] | None = None) -> list[Completion]:
+                       seed: int | None = None, stop: Sequence[str] | None = None,
+                       json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """Return ``n`` completions of ``messages`` by ``model`` (the server's model name).
 
         Servers that ignore ``n`` (llama.cpp) return one choice; the rest are then requested as
         separate ``n=1`` calls seeded with :func:`~pytts.llm.base.sample_seed`.
+
+        ``json_schema`` goes out in the first form of `~pytts.llm.dialects.SCHEMA_FORMS` the
+        server accepts (a refusal moves on to the next form, then to none, and the endpoint
+        keeps what worked). A prompt that overflows the context window raises
+        `ContextOverflowError`.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -326,11 +339,110 @@ class OpenAIClient:
             payload["seed"] = seed
         if stop:
             payload["stop"] = list(stop)
-        doc, latency = await self._post(model, _dumps(payload))
+        if json_schema is None:
+            doc, latency = await self._send(model, payload)
+        else:
+            doc, latency, payload = await self._send_constrained(model, payload, json_schema)
         out = self._completions(doc, model, latency, n)
         if len(out) < n:
             out += await self._top_up(model, payload, len(out), n)
         return out
+
+    async def _send(self, model: str, payload: dict[str, Any]) -> tuple[Any, float]:
+        """`_post` the request; a context overflow becomes ContextOverflowError."""
+        try:
+            return await self._post(model, _dumps(payload))
+        except LLMError as exc:
+            if type(exc) is not LLMError or not dialects.is_overflow(exc.status, str(exc)):
+                raise
+            window = dialects.window_from_overflow(str(exc))
+            error = ContextOverflowError(
+                "the prompt plus max_tokens exceed the context window"
+                + (f" of {window} tokens" if window else "") + f": {exc}", window=window)
+            error.endpoint, error.model, error.status = exc.endpoint, exc.model, exc.status
+            raise error from None
+
+    async def _send_constrained(self, model: str, payload: dict[str, Any],
+                                schema: Mapping[str, Any]) -> tuple[Any, float, dict[str, Any]]:
+        """Send with ``schema`` in the endpoint's form; returns the body that worked too."""
+        forms = dialects.SCHEMA_FORMS
+        start = self._first_form if self._form is None else self._form
+        for index in range(start, len(forms) + 1):
+            body = payload if index == len(forms) else {**payload, **forms[index].fields(schema)}
+            try:
+                doc, latency = await self._send(model, body)
+            except ContextOverflowError:
+                raise
+            except LLMError as exc:
+                if index < len(forms) and dialects.refuses_form(forms[index], exc.status,
+                                                                str(exc)):
+                    log.info("%s refused a JSON schema sent as %s (%s); trying the next form",
+                             self.base_url, forms[index].name, exc)
+                    continue
+                raise
+            self._form = index
+            return doc, latency, body
+        raise AssertionError("unreachable: the last form sends no schema")
+
+    @property
+    def schema_form(self) -> str | None:
+        """The form JSON schemas go out in (`ServerInfo`): None before the first request with
+        one, ``"none"`` once the server refused every form."""
+        if self._form is None:
+            return None
+        forms = dialects.SCHEMA_FORMS
+        return forms[self._form].name if self._form < len(forms) else dialects.NO_SCHEMA_FORM
+
+    @property
+    def root_url(self) -> str:
+        """The server root: ``base_url`` without its trailing ``/v1``."""
+        return self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+
+    async def context_window(self, model: str) -> int | None:
+        """``model``'s context window as the server reports it (`ServerInfo`): its model card
+        in ``GET /v1/models`` (vLLM), else llama.cpp's ``GET /props``; None if neither says.
+        Asked once per model; the models listing also picks the first schema form to try."""
+        if model not in self._windows:
+            models = await self._fetch_json(self.base_url + "/models")
+            self._first_form = dialects.preferred_form(models)
+            window = dialects.window_from_models(models, model)
+            if window is None:
+                window = dialects.window_from_props(
+                    await self._fetch_json(self.root_url + dialects.PROPS_PATH))
+            self._windows[model] = window
+        return self._windows[model]
+
+    async def count_tokens(self, model: str, messages: Sequence[Message]) -> int | None:
+        """Prompt tokens of ``messages`` by the server's tokenizer plus the chat-template
+        allowance (`ServerInfo`); None when the server has no tokenizer route. The first route
+        that answers is kept; none answering is remembered too."""
+        routes = dialects.TOKENIZE_ROUTES if not self._tokenizer_known else (
+            [self._tokenizer] if self._tokenizer is not None else [])
+        text = dialects.chat_text(messages)
+        for route in routes:
+            count = route.count(await self._fetch_json(self.root_url + route.path,
+                                                       route.body(model, text)))
+            if count is not None:
+                self._tokenizer, self._tokenizer_known = route, True
+                return count + dialects.template_allowance(messages)
+        self._tokenizer_known = True
+        return None
+
+    async def _fetch_json(self, url: str, body: Mapping[str, Any] | None = None) -> Any:
+        """One GET (or POST of ``body``) outside the retry policy, for what a server says about
+        itself: the decoded JSON, or None on any failure (these routes are optional)."""
+        session = self._start()
+        assert self._semaphore is not None
+        try:
+            async with self._semaphore:
+                request = (session.get(url) if body is None
+                           else session.post(url, data=_dumps(dict(body))))
+                async with request as resp:
+                    if not 200 <= resp.status < 300:
+                        return None
+                    return _loads(await resp.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
 
     async def _top_up(self, model: str, payload: dict[str, Any], have: int,
                       n: int) -> list[Completion]:

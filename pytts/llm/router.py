@@ -78,8 +78,8 @@ class RoutedClient:
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
                        temperature: float = 0.7, max_tokens: int = 256,
-                       seed: int | None = None,
-                       stop: Sequence[str] | None = None) -> list[Completion]:
+                       seed: int | None = None, stop: Sequence[str] | None = None,
+                       json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """Return ``n`` completions by pool model ``model``; completions carry the pool name."""
         route = self._routes.get(model)
         if route is None:
@@ -89,7 +89,7 @@ class RoutedClient:
             temperature = route.temperature
         out = await route.client.complete(route.api_model, messages, n=n,
                                           temperature=temperature, max_tokens=max_tokens,
-                                          seed=seed, stop=stop)
+                                          seed=seed, stop=stop, json_schema=json_schema)
         if route.api_model != model:
             out = [dataclasses.replace(c, model=model) for c in out]
         return out

@@ -9,6 +9,7 @@ a bad reply.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -20,8 +21,10 @@ import numpy as np
 from ..errors import AgentReplyError, LLMError
 from ..graph import FUSER, CollaborationGraph
 from ..llm.base import LLMClient
+from .channel import LLMChannel, Prompt, PromptVariant
 from .llm_io import (AGENT_FEEDBACK_USER, AGENT_INIT_USER, AGENT_SYSTEM, AgentContext,
-                     ScoredGraph, Update, describe_compact, parse_feedback, render_context)
+                     ScoredGraph, Update, agent_reply_schema, describe_compact, parse_feedback,
+                     render_context)
 
 log = logging.getLogger("pytts.search")
 
@@ -257,16 +260,21 @@ class BadReply:
 class LLMAgent(Agent):
     """An agent played by an LLM behind any `LLMClient` (an OpenAI-compatible endpoint).
 
-    Prompts are `AGENT_SYSTEM` with `AGENT_INIT_USER` / `AGENT_FEEDBACK_USER`; replies are
-    parsed by `parse_feedback`. A reply that is malformed, truncated, out of range or prose,
-    or a call that fails, is logged (``pytts.search``), counted in ``bad_replies`` (details in
-    ``bad_reply_log``, last 50) and replaced by ``fallback``'s feedback for that step, with
-    source ``"fallback"``: the search never stops for the agent.
+    Prompts are `AGENT_SYSTEM` with `AGENT_INIT_USER` / `AGENT_FEEDBACK_USER`, sent through an
+    `LLMChannel`: the context shrinks (`AgentContext.views`) until the prompt fits the model's
+    context window (``context_tokens``, else what the server reports) beside ``max_tokens`` for
+    the reply, and the reply is constrained to `agent_reply_schema` where the server can do
+    that. Replies are parsed by `parse_feedback`. A reply that is malformed, truncated, out of
+    range or prose, or a call that fails (a context overflow included), is logged
+    (``pytts.search``), counted in ``bad_replies`` (details in ``bad_reply_log``, last 50) and
+    replaced by ``fallback``'s feedback for that step, with source ``"fallback"``: the search
+    never stops for the agent.
     """
 
     def __init__(self, client: LLMClient, model: str, *, temperature: float = 0.2,
-                 max_tokens: int = 1024, top_k: int = 20, seed: int = 0,
-                 fallback: HeuristicAgent | None = None) -> None:
+                 max_tokens: int = 512, top_k: int = 20, seed: int = 0,
+                 fallback: HeuristicAgent | None = None,
+                 context_tokens: int | None = None) -> None:
         self.client = client
         self.model = model
         self.temperature = temperature
@@ -274,9 +282,15 @@ class LLMAgent(Agent):
         self.top_k = top_k
         self.seed = seed
         self.fallback = fallback or HeuristicAgent()
+        self.channel = LLMChannel(client, model, context_tokens=context_tokens)
         self.n_calls = 0
         self.bad_replies = 0
         self.bad_reply_log: list[BadReply] = []
+
+    @property
+    def context_overflows(self) -> int:
+        """Requests refused as too long for the context window, or that could not be fitted."""
+        return self.channel.overflows
 
     async def initialize(self, ctx: AgentContext) -> Feedback:
         return await self._ask(ctx, AGENT_INIT_USER, self.fallback.initial_feedback)
@@ -284,19 +298,25 @@ class LLMAgent(Agent):
     async def feedback(self, ctx: AgentContext) -> Feedback:
         return await self._ask(ctx, AGENT_FEEDBACK_USER, self.fallback.round_feedback)
 
+    def _variants(self, ctx: AgentContext, user_template: str) -> list[PromptVariant]:
+        def build(top_k: int, compact: bool) -> Prompt:
+            data = ctx.to_json(top_k, compact)
+            shown = [entry["id"] for entry in data["evaluated"]]
+            user = user_template.format(round=ctx.round, context=render_context(data))
+            return Prompt([{"role": "system", "content": AGENT_SYSTEM},
+                           {"role": "user", "content": user}],
+                          agent_reply_schema(ctx, shown), len(shown))
+
+        return [functools.partial(build, k, c) for k, c in AgentContext.views(self.top_k)]
+
     async def _ask(self, ctx: AgentContext, user_template: str, fallback) -> Feedback:
-        messages = [{"role": "system", "content": AGENT_SYSTEM},
-                    {"role": "user", "content": user_template.format(
-                        round=ctx.round, context=render_context(ctx.to_json(self.top_k)))}]
         self.n_calls += 1
         reply = ""
         try:
-            completions = await self.client.complete(
-                self.model, messages, n=1, temperature=self.temperature,
-                max_tokens=self.max_tokens, seed=self.seed + ctx.round)
-            if not completions:
-                raise AgentReplyError("the endpoint returned no completion")
-            reply = completions[0].text
+            reply, _ = await self.channel.ask(self._variants(ctx, user_template),
+                                              temperature=self.temperature,
+                                              max_tokens=self.max_tokens,
+                                              seed=self.seed + ctx.round)
             text, update = parse_feedback(reply, ctx)
             return Feedback(text, update, "llm")
         except (AgentReplyError, LLMError) as exc:
@@ -308,13 +328,22 @@ class LLMAgent(Agent):
             fb = fallback(ctx)
             return Feedback(fb.text, fb.update, "fallback", error=str(exc))
 
+    def reply_stats(self) -> dict[str, Any]:
+        """`AsksLLM`: replies asked for, how many fell back to the heuristic, and what the
+        channel learned (context window, token counting, schema form, overflows)."""
+        return {"model": self.model, "requests": self.n_calls, "fell_back": self.bad_replies,
+                **self.channel.summary()}
+
     def state_dict(self) -> dict[str, Any]:
         return {"n_calls": self.n_calls, "bad_replies": self.bad_replies,
+                "context_overflows": self.channel.overflows,
                 "bad_reply_log": [asdict(b) for b in self.bad_reply_log]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_calls = int(state["n_calls"])
         self.bad_replies = int(state["bad_replies"])
+        # checkpoints from before the channel kept no overflow count
+        self.channel.overflows = int(state.get("context_overflows", 0))
         self.bad_reply_log = [BadReply(**b) for b in state["bad_reply_log"]]
 
 

@@ -30,21 +30,33 @@ COMPACT_FORMAT = (
     "lists the nodes of the previous layer it reads (0-based; default: all of them), \"role\" "
     "defaults to \"fuser\" for several inputs and \"assistant\" otherwise. Layer-0 nodes answer "
     "the question (no inputs, role assistant). An assistant with inputs refines them; a fuser "
-    "merges them. The graph's answer is the majority vote of the nodes nobody reads."
+    "merges them. The graph's answer is the majority vote of the nodes nobody reads. A node "
+    "whose role and inputs are the defaults may be written as its model NAME alone."
 )
 
 
-def graph_to_compact(graph: CollaborationGraph) -> dict[str, Any]:
-    """``{"layers": [[{"model", "role", "inputs"}, ...], ...]}`` (layer-0 nodes: model only)."""
+def graph_to_compact(graph: CollaborationGraph, short: bool = False) -> dict[str, Any]:
+    """``{"layers": [[{"model", "role", "inputs"}, ...], ...]}`` (layer-0 nodes: model only).
+
+    ``short`` leaves out what `COMPACT_FORMAT` defaults (inputs that are the whole previous
+    layer, the role those inputs imply) and writes a node left with its model alone as the
+    bare name; `graph_from_compact` reads both forms back to the same graph.
+    """
     layers = []
-    for l, w in enumerate(graph.layer_widths):
-        nodes = []
+    widths = graph.layer_widths
+    for l, w in enumerate(widths):
+        nodes: list[Any] = []
         for i in range(w):
-            node: dict[str, Any] = {"model": graph.model_names[graph.model[l, i]]}
+            name = graph.model_names[graph.model[l, i]]
+            node: dict[str, Any] = {"model": name}
             if l > 0:
-                node["role"] = ROLES[graph.role[l, i]]
-                node["inputs"] = graph.predecessors(l, i)
-            nodes.append(node)
+                inputs = graph.predecessors(l, i)
+                role = ROLES[graph.role[l, i]]
+                if not short or role != ("fuser" if len(inputs) > 1 else "assistant"):
+                    node["role"] = role
+                if not short or inputs != list(range(widths[l - 1])):
+                    node["inputs"] = inputs
+            nodes.append(name if short and len(node) == 1 else node)
         layers.append(nodes)
     return {"layers": layers}
 
@@ -109,6 +121,10 @@ def describe_compact(graph: CollaborationGraph) -> str:
 
 
 # ===================================================================== what the agent reads
+_FEWER_GRAPHS = (12, 8, 5, 3, 2, 1)
+"""How many top graphs the ever more compact views of a context show (latest ones besides)."""
+
+
 @dataclass
 class ScoredGraph:
     """An evaluated graph as the agent sees it; ``id`` is the history number of its first tell."""
@@ -168,45 +184,84 @@ class AgentContext:
     def best(self) -> ScoredGraph:
         return max(self.scored, key=lambda s: (s.value, -s.id))
 
-    def to_json(self, top_k: int = 20) -> dict[str, Any]:
+    def to_json(self, top_k: int = 20, compact: bool = False) -> dict[str, Any]:
         """The JSON an LLM is shown: task, pool, best ``top_k`` and latest graphs, and the
         distribution's depth and model marginals (when there is a distribution).
 
         Graphs are listed worst to best (the OPRO convention: the best sit next to the
-        instruction).
+        instruction). ``compact`` (for small context windows) writes each graph in the short
+        compact form and keeps of its figures only the score, the accuracy where it differs,
+        and the budget share; it gives FLOPs in TFLOPs (``budget_tflops``,
+        ``tflops_per_call``), leaves out model families and the distribution's model
+        marginals.
         """
         pool = self.cost.pool
         shown = sorted(self.scored, key=lambda s: (s.value, -s.id))[-top_k:]
         ids = {s.id for s in shown}
         shown = sorted([s for s in self.scored if s.id in self.latest and s.id not in ids]
                        + shown, key=lambda s: (s.value, -s.id))
-        data = {
+        data: dict[str, Any] = {
             "objective": repr(self.objective),
             "template": {"max_depth": self.template[0], "max_width": self.template[1]},
-            "budget_flops": self.budget,
             "prompt_tokens": self.cost.prompt_tokens,
             "template_tokens": self.cost.template_tokens,
-            "pool": [{"model": m.name, "family": m.family, "params_b": m.params_b,
-                      "out_tokens": m.out_tokens, "flops_per_call": self.cost.call_flops(m.name)}
-                     for m in pool],
-            "evaluated": [{"id": s.id, "score": round(s.value, 4),
-                           "accuracy": round(s.accuracy, 4), "latency_s": round(s.latency_s, 3),
-                           "flops_fraction_of_budget": round(s.flops / self.budget, 3),
-                           "graph": graph_to_compact(s.graph)} for s in shown],
-            "latest_ids": list(self.latest),
-            "best_id": self.best().id if self.scored else None,
         }
+        if compact:  # TFLOPs: a FLOPs count in JSON is 13+ digits, most of them tokens
+            data["budget_tflops"] = round(self.budget / 1e12, 3)
+            data["pool"] = [{"model": m.name, "params_b": m.params_b, "out_tokens": m.out_tokens,
+                             "tflops_per_call": round(self.cost.call_flops(m.name) / 1e12, 3)}
+                            for m in pool]
+        else:
+            data["budget_flops"] = self.budget
+            data["pool"] = [{"model": m.name, "family": m.family, "params_b": m.params_b,
+                             "out_tokens": m.out_tokens,
+                             "flops_per_call": self.cost.call_flops(m.name)} for m in pool]
+        data.update({"evaluated": [self._entry(s, compact) for s in shown],
+                     "latest_ids": list(self.latest),
+                     "best_id": self.best().id if self.scored else None})
         pg = self.distribution
         if pg is not None:
-            data["distribution"] = {
-                "depth_probs": [round(float(p), 3) for p in pg.depth_probs()],
-                "model_probs": {n: round(float(p), 3)
-                                for n, p in zip(pg.model_names, pg.mean_model_probs())},
-            }
+            data["distribution"] = {"depth_probs": [round(float(p), 3) for p in pg.depth_probs()]}
+            if not compact:
+                data["distribution"]["model_probs"] = {
+                    n: round(float(p), 3) for n, p in zip(pg.model_names, pg.mean_model_probs())}
         return data
+
+    @staticmethod
+    def views(top_k: int) -> list[tuple[int, bool]]:
+        """The ``(top_k, compact)`` arguments of `to_json` a prompt tries when it must shrink to
+        fit a context window, most detailed first: the short form, then fewer graphs."""
+        return [(top_k, False), (top_k, True)] + [(k, True) for k in _FEWER_GRAPHS if k < top_k]
+
+    def _entry(self, s: ScoredGraph, compact: bool) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": s.id, "score": round(s.value, 4)}
+        if not compact or round(s.accuracy, 3) != round(s.value, 3):
+            entry["accuracy"] = round(s.accuracy, 4)
+        if not compact:
+            entry["latency_s"] = round(s.latency_s, 3)
+        entry["flops_fraction_of_budget"] = round(s.flops / self.budget, 3)
+        entry["graph"] = graph_to_compact(s.graph, short=compact)
+        return entry
 
 
 # ===================================================================== what the agent writes
+FRACTION_RANGE = (0.0, 1.0)
+"""Range of the reply's fractions: ``step_size``, ``fuser_prob``, ``edge_density``."""
+WEIGHT_RANGE = (0.0, 1e6)
+"""Range of one model's weight in ``model_weights`` / ``later_model_weights`` (relative)."""
+FRACTION_GRID = tuple(round(i / 20, 2) for i in range(21))
+"""The fractions a schema-constrained reply may write (inside `FRACTION_RANGE`)."""
+WEIGHT_GRID = FRACTION_GRID[1:]
+"""The weights a schema-constrained reply may write: above zero, so no mix is all zero."""
+FEEDBACK_MAX_CHARS = 300
+"""Longest feedback text a schema-constrained reply may write (bounds the reply's tokens)."""
+FEEDBACK_PATTERN = f"^[A-Za-z][A-Za-z0-9 ,.;:!?()'%+=<>/#*-]{{0,{FEEDBACK_MAX_CHARS - 1}}}$"
+"""Feedback under a schema: starts with a letter (so it is never blank) and uses no character
+that JSON would have to escape."""
+MAX_LISTED_REGIONS = 256
+"""A schema lists the width profiles that fit the budget when there are at most this many."""
+
+
 @dataclass
 class Update:
     """A structured update of the probabilistic graph: what every agent writes, and the form an
@@ -217,8 +272,9 @@ class Update:
     toward instead of the anchor's; ``model_weights`` the desired model mix of first answers and
     ``later_model_weights`` that of later steps (refinements, fusions); ``fuser_prob`` and
     ``edge_density`` the desired share of fusers among later nodes and of present edges;
-    ``step_size`` in [0, 1] how far to move (the trust region may shorten it). None leaves a
-    factor alone.
+    ``later_model_weights`` the model mix wanted in the later layers' slots (refiners and
+    fusers) where it differs from ``model_weights``; ``step_size`` in [0, 1] how far to move
+    (the trust region may shorten it). None leaves a factor alone.
     """
 
     step_size: float
@@ -251,6 +307,8 @@ AGENT_SYSTEM = (
     '"depth": <target depth 1..max_depth or null>, '
     '"widths": [<target width 1..max_width of each layer of that depth>] or null, '
     '"model_weights": {"<model>": <weight >= 0>, ...} or null, '
+    '"later_model_weights": {"<model>": <weight >= 0>, ...} or null (the mix for the refiner '
+    'and fuser slots of later layers, if it should differ), '
     '"fuser_prob": <0..1 or null>, "edge_density": <0..1 or null>, '
     '"step_size": <0..1, how far to move>}'
 )
@@ -305,7 +363,8 @@ def extract_json_object(text: str) -> dict[str, Any]:
     """
     if not isinstance(text, str) or not text.strip():
         raise AgentReplyError("the reply is empty")
-    decoder = json.JSONDecoder()
+    # strict=False: a raw newline inside a string is a slip, not a reason to drop the reply.
+    decoder = json.JSONDecoder(strict=False)
     error = "no JSON object in the reply"
     for chunk in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
         starts = [i for i, c in enumerate(chunk) if c == "{"][:_MAX_JSON_STARTS]
@@ -350,6 +409,21 @@ def _integer(value: Any, key: str, low: int, high: int) -> int:
     return int(value)
 
 
+def _weights(data: dict[str, Any], key: str, names: Sequence[str]) -> dict[str, float] | None:
+    weights = data.get(key)
+    if weights is None:
+        return None
+    if not isinstance(weights, dict) or not weights:
+        raise AgentReplyError(f'"{key}" must be an object of model -> weight')
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise AgentReplyError(f'"{key}" names unknown models {unknown}')
+    out = {n: _number(weights, n, *WEIGHT_RANGE, required=True) for n in weights}
+    if sum(out.values()) <= 0:  # type: ignore[arg-type]
+        raise AgentReplyError(f'"{key}" must not be all zero')
+    return out  # type: ignore[return-value]
+
+
 def parse_feedback(text: str, ctx: AgentContext) -> tuple[str, Update]:
     """Validate an agent reply against the schema in `AGENT_SYSTEM` and the context.
 
@@ -361,7 +435,7 @@ def parse_feedback(text: str, ctx: AgentContext) -> tuple[str, Update]:
     feedback = data.get("feedback")
     if not isinstance(feedback, str) or not feedback.strip():
         raise AgentReplyError('"feedback" must be a non-empty string')
-    step = _number(data, "step_size", 0.0, 1.0, required=True)
+    step = _number(data, "step_size", *FRACTION_RANGE, required=True)
     assert step is not None
     anchor = data.get("anchor")
     if anchor is not None:
@@ -383,21 +457,13 @@ def parse_feedback(text: str, ctx: AgentContext) -> tuple[str, Update]:
         if region_min_flops(widths, ctx.cost) > ctx.budget:
             raise AgentReplyError(f"the region widths={widths} cannot fit the budget even "
                                   "with the cheapest model")
-    weights = data.get("model_weights")
-    if weights is not None:
-        names = ctx.cost.pool.names
-        if not isinstance(weights, dict) or not weights:
-            raise AgentReplyError('"model_weights" must be an object of model -> weight')
-        unknown = sorted(set(weights) - set(names))
-        if unknown:
-            raise AgentReplyError(f'"model_weights" names unknown models {unknown}')
-        weights = {n: _number(weights, n, 0.0, 1e6, required=True) for n in weights}
-        if sum(weights.values()) <= 0:
-            raise AgentReplyError('"model_weights" must not be all zero')
+    names = ctx.cost.pool.names
     return feedback.strip(), Update(
-        step_size=step, anchor=anchor, depth=depth, widths=widths, model_weights=weights,
-        fuser_prob=_number(data, "fuser_prob", 0.0, 1.0),
-        edge_density=_number(data, "edge_density", 0.0, 1.0))
+        step_size=step, anchor=anchor, depth=depth, widths=widths,
+        model_weights=_weights(data, "model_weights", names),
+        fuser_prob=_number(data, "fuser_prob", *FRACTION_RANGE),
+        later_model_weights=_weights(data, "later_model_weights", names),
+        edge_density=_number(data, "edge_density", *FRACTION_RANGE))
 
 
 def region_min_flops(widths: Sequence[int], cost: CostModel) -> float:
@@ -408,9 +474,108 @@ def region_min_flops(widths: Sequence[int], cost: CostModel) -> float:
     return widths[0] * cost.call_flops(cheapest) + sum(widths[1:]) * reading_one
 
 
+class _TooMany(Exception):
+    pass
+
+
+def feasible_regions(template: tuple[int, int], cost: CostModel, budget: float,
+                     limit: int = MAX_LISTED_REGIONS) -> list[list[int]] | None:
+    """Every width profile (layer 0 first) of the template that `region_min_flops` lets fit
+    ``budget``, shallow and narrow first; None when there are more than ``limit``."""
+    d_max, w_max = template
+    found: list[list[int]] = []
+
+    def grow(prefix: list[int]) -> None:
+        for w in range(1, w_max + 1):
+            widths = prefix + [w]
+            if region_min_flops(widths, cost) > budget:
+                break  # monotone in every width and in depth: wider or deeper won't fit either
+            found.append(widths)
+            if len(found) > limit:
+                raise _TooMany
+            if len(widths) < d_max:
+                grow(widths)
+
+    try:
+        grow([])
+    except _TooMany:
+        return None
+    return sorted(found, key=lambda w: (len(w), w))
+
+
+# ===================================================================== reply schemas
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def agent_reply_schema(ctx: AgentContext, shown_ids: Sequence[int]) -> dict[str, Any]:
+    """The JSON schema of an agent reply, for servers that constrain their output to one.
+
+    It is `parse_feedback`'s rules made enumerable, so every reply it admits passes that parser
+    against ``ctx``: the anchor is one of ``shown_ids`` (graphs the prompt showed), fractions
+    and weights come from `FRACTION_GRID` / `WEIGHT_GRID`, the feedback from `FEEDBACK_PATTERN`,
+    and ``widths`` from the profiles that fit the budget (`feasible_regions`; past
+    `MAX_LISTED_REGIONS` of them, any profile of the template, and the parser still checks the
+    budget). ``depth`` is left out: a reply's widths carry it. Every field is required (null
+    where the prompt allows null), in the prompt's order.
+    """
+    d_max, w_max = ctx.template
+    regions = feasible_regions(ctx.template, ctx.cost, ctx.budget)
+    widths = ({"enum": [None, *regions]} if regions is not None else _nullable(
+        {"type": "array", "items": {"enum": list(range(1, w_max + 1))}, "minItems": 1,
+         "maxItems": d_max}))
+    names = list(ctx.cost.pool.names)
+    mix = _nullable({"type": "object", "properties": {n: {"enum": list(WEIGHT_GRID)}
+                                                      for n in names},
+                     "required": names, "additionalProperties": False})
+    fraction = {"enum": [None, *FRACTION_GRID]}
+    properties = {
+        "feedback": {"type": "string", "pattern": FEEDBACK_PATTERN},
+        "anchor": {"enum": [None, *sorted(shown_ids)]},
+        "widths": widths,
+        "model_weights": mix,
+        "later_model_weights": mix,
+        "fuser_prob": fraction,
+        "edge_density": fraction,
+        "step_size": {"enum": list(FRACTION_GRID)},
+    }
+    return {"type": "object", "properties": properties, "required": list(properties),
+            "additionalProperties": False}
+
+
+def optimizer_reply_schema(model_names: Sequence[str], template: tuple[int, int],
+                           n: int) -> dict[str, Any]:
+    """The JSON schema of an `OPTIMIZER_SYSTEM` reply: ``{"graphs": [...]}`` with 1..``n``
+    graphs in compact form (layer-0 nodes as bare names, later nodes with model, role and
+    inputs), each 1..max_depth layers of 1..max_width nodes. Input slots are only bounded by
+    the template's width: a proposal reading a slot its previous layer lacks still parses as a
+    reply and is then counted invalid, like any other unusable proposal."""
+    d_max, w_max = template
+    names = list(model_names)
+    first = {"enum": names}
+    later = {"type": "object", "properties": {
+        "model": {"enum": names}, "role": {"enum": list(ROLES)},
+        "inputs": {"type": "array", "items": {"enum": list(range(w_max))}, "minItems": 1,
+                   "maxItems": w_max}},
+        "required": ["model", "role", "inputs"], "additionalProperties": False}
+
+    def layer(node: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": node, "minItems": 1, "maxItems": w_max}
+
+    layers = {"anyOf": [{"type": "array", "prefixItems": [layer(first)] + [layer(later)] * d,
+                         "minItems": d + 1, "maxItems": d + 1} for d in range(d_max)]}
+    graph = {"type": "object", "properties": {"layers": layers}, "required": ["layers"],
+             "additionalProperties": False}
+    return {"type": "object", "properties": {"graphs": {"type": "array", "items": graph,
+                                                        "minItems": 1, "maxItems": n}},
+            "required": ["graphs"], "additionalProperties": False}
+
+
 
 __all__ = ["AGENT_FEEDBACK_USER", "AGENT_INIT_USER", "AGENT_SYSTEM", "AgentContext",
-           "COMPACT_FORMAT", "OPTIMIZER_SYSTEM", "OPTIMIZER_USER", "ScoredGraph", "Update",
-           "describe_compact", "extract_json_object", "graph_from_compact", "graph_to_compact",
-           "parse_feedback", "read_context", "region_min_flops", "render_context",
-           "scored_graphs"]
+           "COMPACT_FORMAT", "FEEDBACK_MAX_CHARS", "FEEDBACK_PATTERN", "FRACTION_GRID",
+           "FRACTION_RANGE", "MAX_LISTED_REGIONS", "OPTIMIZER_SYSTEM", "OPTIMIZER_USER",
+           "ScoredGraph", "Update", "WEIGHT_GRID", "WEIGHT_RANGE", "agent_reply_schema",
+           "describe_compact", "extract_json_object", "feasible_regions", "graph_from_compact",
+           "graph_to_compact", "optimizer_reply_schema", "parse_feedback", "read_context",
+           "region_min_flops", "render_context", "scored_graphs"]

@@ -6,9 +6,10 @@ LLM's part through the same prompt and reply path (it mutates the best graphs it
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -19,9 +20,10 @@ from ..llm.base import Completion, LLMClient, Message
 from ..pool import ModelPool, ModelSpec
 from ..probgraph import ProbGraph
 from .base import Searcher
+from .channel import LLMChannel, Prompt, PromptVariant
 from .llm_io import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, extract_json_object,
-                     graph_from_compact, graph_to_compact, read_context, render_context,
-                     scored_graphs)
+                     graph_from_compact, graph_to_compact, optimizer_reply_schema,
+                     read_context, render_context, scored_graphs)
 from .moves import neighbours
 
 log = logging.getLogger("pytts.search")
@@ -34,10 +36,13 @@ class LLMOptimizer(Searcher):
 
     Each ``ask(n)`` sends one request: `OPTIMIZER_SYSTEM` and `OPTIMIZER_USER` with the pool,
     budget, cost formula and the best ``top_k`` scored graphs (worst first), asking for
-    ``n + extra`` graphs in compact JSON. Proposals are taken in reply order when they parse,
-    fit the template and the budget, and are new; the rest of the ``n`` are random feasible
-    graphs (uniform probabilistic graph, unseen preferred). Counters: ``n_requests``,
-    ``n_bad_replies`` (no usable JSON or a failed call), ``n_invalid``, ``n_infeasible``,
+    ``n + extra`` graphs in compact JSON. The request goes through an `LLMChannel`: the
+    context shrinks until it fits the model's context window (``context_tokens``, else what
+    the server reports), and the reply is constrained to `optimizer_reply_schema` where the
+    server can. Proposals are taken in reply order when they parse, fit the template and the
+    budget, and are new; the rest of the ``n`` are random feasible graphs (uniform
+    probabilistic graph, unseen preferred). Counters: ``n_requests``, ``n_bad_replies`` (no
+    usable JSON or a failed call), ``n_context_overflows``, ``n_invalid``, ``n_infeasible``,
     ``n_duplicates``, ``n_random`` (replacements), ``n_from_llm`` (proposals used).
 
     ``client=None`` uses `OfflineProposer` (``offline`` is then True): a deterministic
@@ -48,7 +53,8 @@ class LLMOptimizer(Searcher):
 
     def __init__(self, *args: Any, client: LLMClient | None = None, model: str = OFFLINE_MODEL,
                  top_k: int = 20, extra: int = 2, temperature: float = 1.0,
-                 max_tokens: int = 2048, **kwargs: Any) -> None:
+                 max_tokens: int = 2048, context_tokens: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.offline = client is None
         self.client: LLMClient = client if client is not None else OfflineProposer()
@@ -57,8 +63,8 @@ class LLMOptimizer(Searcher):
         self.extra = int(extra)
         self.temperature = float(temperature)
         self.max_tokens = int(max_tokens)
-        self.counts = dict.fromkeys(("n_requests", "n_bad_replies", "n_invalid", "n_infeasible",
-                                     "n_duplicates", "n_random", "n_from_llm"), 0)
+        self.channel = LLMChannel(self.client, model, context_tokens=context_tokens)
+        self.counts = dict.fromkeys(_COUNTS, 0)
         self._uniform = ProbGraph.uniform(*self.template, self.model_names)
 
     def _context(self) -> AgentContext:
@@ -66,20 +72,26 @@ class LLMOptimizer(Searcher):
         return AgentContext(self.template, self.budget, self.cost, self.objective,
                             list(scored.values()), [], None, len(self.history))
 
+    def _variants(self, want: int) -> list[PromptVariant]:
+        ctx = self._context()
+        schema = optimizer_reply_schema(self.model_names, self.template, want)
+
+        def build(top_k: int, compact: bool) -> Prompt:
+            data = {**ctx.to_json(top_k, compact), "n_requested": want}
+            user = OPTIMIZER_USER.format(n=want, context=render_context(data))
+            return Prompt([{"role": "system", "content": OPTIMIZER_SYSTEM},
+                           {"role": "user", "content": user}], schema, len(data["evaluated"]))
+
+        return [functools.partial(build, k, c) for k, c in AgentContext.views(self.top_k)]
+
     async def _propose(self, n: int) -> list[CollaborationGraph]:
-        messages = [{"role": "system", "content": OPTIMIZER_SYSTEM},
-                    {"role": "user", "content": OPTIMIZER_USER.format(
-                        n=n + self.extra,
-                        context=render_context({**self._context().to_json(self.top_k),
-                                                "n_requested": n + self.extra}))}]
         seed = self._next_seed() % 2 ** 31
         self.counts["n_requests"] += 1
         proposals: list[Any] = []
         try:
-            completions = await self.client.complete(self.model, messages, n=1,
-                                                     temperature=self.temperature,
-                                                     max_tokens=self.max_tokens, seed=seed)
-            reply = completions[0].text if completions else ""
+            reply, _ = await self.channel.ask(self._variants(n + self.extra),
+                                              temperature=self.temperature,
+                                              max_tokens=self.max_tokens, seed=seed)
             data = extract_json_object(reply)
             if not isinstance(data.get("graphs"), list):
                 raise AgentReplyError('the reply has no list "graphs"')
@@ -87,6 +99,8 @@ class LLMOptimizer(Searcher):
         except (AgentReplyError, LLMError) as exc:
             self.counts["n_bad_replies"] += 1
             log.warning("llm-optimizer: unusable reply (%s); proposing random graphs", exc)
+        finally:
+            self.counts["n_context_overflows"] = self.channel.overflows
         out: list[CollaborationGraph] = []
         taken = self.seen_keys()
         for item in proposals:
@@ -110,11 +124,24 @@ class LLMOptimizer(Searcher):
             out += self.sample_unseen(self._uniform, n - len(out), exclude=taken)
         return out
 
+    def reply_stats(self) -> dict[str, Any]:
+        """`AsksLLM`: requests, replies with no usable proposal list, and what the channel
+        learned (context window, token counting, schema form, overflows)."""
+        return {"model": self.model, "requests": self.counts["n_requests"],
+                "fell_back": self.counts["n_bad_replies"], **self.channel.summary()}
+
     def _extra_state(self) -> dict[str, Any]:
         return {"counts": dict(self.counts)}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
-        self.counts = {k: int(v) for k, v in state["counts"].items()}
+        # counters added since a checkpoint was written start at 0
+        self.counts = {**dict.fromkeys(_COUNTS, 0),
+                       **{k: int(v) for k, v in state["counts"].items()}}
+        self.channel.overflows = self.counts["n_context_overflows"]
+
+
+_COUNTS = ("n_requests", "n_bad_replies", "n_context_overflows", "n_invalid", "n_infeasible",
+           "n_duplicates", "n_random", "n_from_llm")
 
 
 class OfflineProposer:
@@ -128,8 +155,9 @@ class OfflineProposer:
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
                        temperature: float = 1.0, max_tokens: int = 2048,
-                       seed: int | None = None,
-                       stop: Sequence[str] | None = None) -> list[Completion]:
+                       seed: int | None = None, stop: Sequence[str] | None = None,
+                       json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
+        # Its replies follow the optimizer's schema by construction; json_schema adds nothing.
         ctx = read_context(messages[-1]["content"])
         want = int(ctx["n_requested"])
         rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -157,9 +157,10 @@ class SimulatedPool:
     # ------------------------------------------------------------------ LLMClient
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
                        temperature: float = 0.7, max_tokens: int = 256,
-                       seed: int | None = None,
-                       stop: Sequence[str] | None = None) -> list[Completion]:
-        """``n`` simulated replies of ``model`` to ``messages`` (see the class docstring)."""
+                       seed: int | None = None, stop: Sequence[str] | None = None,
+                       json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
+        """``n`` simulated replies of ``model`` to ``messages`` (see the class docstring);
+        ``json_schema`` is ignored: simulated replies are answer texts, never JSON."""
         if self._closed:
             raise LLMError("the simulated pool is closed", model=model)
         if model not in self.pool:
