@@ -52,7 +52,7 @@ def test_every_import_of_a_bench_module_is_in_the_bench_extra(module):
 
 
 def test_the_bench_extra_pulls_in_what_the_benchmarked_searchers_need():
-    from bench.search_efficiency import SEARCHER_ORDER
+    from bench.search_efficiency import SEARCHERS
     bench = PROJECT["optional-dependencies"]["bench"]
-    if "tpe" in SEARCHER_ORDER:         # TPE runs on Optuna, pytts's optuna extra
+    if "tpe" in SEARCHERS:              # TPE runs on Optuna, pytts's optuna extra
         assert "pytts[optuna]" in bench or any(_name(r) == "optuna" for r in bench)
