@@ -254,9 +254,17 @@ def main(argv: list[str] | None = None) -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [(land, b) for lands in sets.values() for land in lands for b in ("low", "high")]
         refs = {(l, b): r for l, b, r in pool.map(_reference_job, jobs)}
+        (out / "search_efficiency_refs.json").write_text(json.dumps(
+            {f"{l}/{b}": r for (l, b), r in refs.items()}))
         specs = [RunSpec(l, b, n, s, args.evals) for l, b in jobs for n in names
                  for s in range(args.seeds)]
-        runs = list(pool.map(run_one, specs, chunksize=4))
+        runs = []
+        # each finished run is appended at once, so a long benchmark stopped midway keeps them
+        with open(out / "search_efficiency_runs.jsonl", "w") as log:
+            for run in pool.map(run_one, specs, chunksize=2):
+                runs.append(run)
+                log.write(json.dumps(run, default=str) + "\n")
+                log.flush()
     kinds: dict[str, int] = {}
     for r in refs.values():
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
