@@ -15,6 +15,7 @@ MAX_MODELS: Final[int]
 MAX_ROLES: Final[int]
 FNV_OFFSET: Final[int]
 FNV_PRIME: Final[int]
+BUILD_FLAGS: Final[str]
 
 _F64 = npt.NDArray[np.float64]
 _Graphs = tuple[npt.NDArray[np.int16], npt.NDArray[np.int8], npt.NDArray[np.uint8]]
@@ -63,3 +64,36 @@ def vote(ids: npt.NDArray[np.int64],
 
 def intern_answers(answers: Sequence[str | None]) -> npt.NDArray[np.int64]:
     """int64 ids: FNV-1a 64 of the UTF-8, top bit cleared; None -> -1."""
+
+def extract_final_answer(text: str) -> str | None:
+    """The X of the last "The answer is X" (letters upper-cased), else None."""
+
+def extract_number(text: str) -> str | None:
+    """The number after the last "answer is", else the last number, canonically; or None."""
+
+def canonical_order(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+                    edges: npt.NDArray[np.uint8]) -> npt.NDArray[np.int32]:
+    """int32[B, D, W]: each layer's slots in canonical order (then -1)."""
+
+# The simulator's latent-code kernel; its NumPy twin is `pytts.sim.simulate_reference`.
+def sim_node_keys(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+                  edges: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """uint64[B, D, W]: the simulator's key of each node (0 in empty slots)."""
+
+def sim_runs(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+             edges: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64],
+             sinks: npt.NDArray[np.int32], fail: npt.NDArray[np.uint32],
+             right: npt.NDArray[np.uint32], pick: npt.NDArray[np.uint32],
+             cuts: npt.NDArray[np.uint32], keep: npt.NDArray[np.uint32],
+             question_keys: npt.NDArray[np.uint64], samples: npt.NDArray[np.int64],
+             seed: int) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int16]]:
+    """(codes int16[B, Q, S, D, W], winner int16[B, Q, S]) of simulated runs."""
+
+def sim_expect(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
+               edges: npt.NDArray[np.uint8], keys: npt.NDArray[np.uint64],
+               sinks: npt.NDArray[np.int32], fail: npt.NDArray[np.uint32],
+               right: npt.NDArray[np.uint32], pick: npt.NDArray[np.uint32],
+               cuts: npt.NDArray[np.uint32], keep: npt.NDArray[np.uint32],
+               question_keys: npt.NDArray[np.uint64], samples: npt.NDArray[np.int64],
+               seed: int, lone_sink_mean: bool) -> tuple[_F64, _F64]:
+    """(sum[B, Q], sumsq[B, Q]) over samples of each simulated run's score."""

@@ -38,8 +38,8 @@ from .logspace import log_softmax, sigmoid, softmax, softplus
 # Exactly the names of pytts._core (a test checks it); the sampler's building blocks below
 # (stream, tables) are shared with bench/numba_impl.py but are not part of the kernel API.
 __all__ = ["FNV_OFFSET", "FNV_PRIME", "MAX_DEPTH", "MAX_MODELS", "MAX_ROLES", "MAX_WIDTH",
-           "Sampler", "feasible", "grad_log_prob", "graph_cost", "intern_answers", "log_prob",
-           "sample_graphs", "vote"]
+           "Sampler", "canonical_order", "extract_final_answer", "extract_number", "feasible",
+           "grad_log_prob", "graph_cost", "intern_answers", "log_prob", "sample_graphs", "vote"]
 
 _MASK64 = (1 << 64) - 1
 _MASK63 = (1 << 63) - 1

@@ -367,7 +367,8 @@ def extract_final_answer(text: str) -> str | None:
     digits, '+' and '-' after optional ':' and '('), upper-cased when all letters; else None."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
-    return _answers_impl.extract_final_answer(text)
+    found: str | None = _answers_impl.extract_final_answer(text)
+    return found
 
 
 def extract_number(text: str) -> str | None:
@@ -376,7 +377,8 @@ def extract_number(text: str) -> str | None:
     when there is no number."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
-    return _answers_impl.extract_number(text)
+    found: str | None = _answers_impl.extract_number(text)
+    return found
 
 
 def canonical_order(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],

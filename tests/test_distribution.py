@@ -53,29 +53,6 @@ def _tiny_probgraph(seed: int) -> ProbGraph:
     return random_logits(ProbGraph.uniform(2, 2, pool.names), seed, scale=0.8)
 
 
-def _keys(batch) -> np.ndarray:
-    """One bytes key per graph, to match samples against the enumeration."""
-    flat = np.concatenate([batch.model.reshape(len(batch), -1).view(np.uint8),
-                           batch.role.reshape(len(batch), -1).view(np.uint8),
-                           batch.edges.reshape(len(batch), -1)], axis=1)
-    return np.ascontiguousarray(flat).view(np.dtype((np.void, flat.shape[1]))).ravel()
-
-
-def _chi_square_p(observed_batch, all_graphs, probs) -> float:
-    keys = _keys(all_graphs)
-    order = np.argsort(keys)
-    pos = np.searchsorted(keys[order], _keys(observed_batch))
-    assert (keys[order][np.minimum(pos, len(keys) - 1)] == _keys(observed_batch)).all(), \
-        "a sample is not a graph of the template"
-    counts = np.bincount(order[pos], minlength=len(keys)).astype(float)
-    expected = probs / probs.sum() * counts.sum()
-    # pool rare graphs into one bin so the chi-square approximation holds
-    rare = expected < 5
-    obs = np.append(counts[~rare], counts[rare].sum())
-    exp = np.append(expected[~rare], expected[rare].sum())
-    return float(chisquare(obs, exp).pvalue)
-
-
 def _count_by_width_tuples(depth: int, width: int, n_models: int, n_roles: int) -> int:
     """The count the definition gives: a sum over every tuple of layer widths."""
     import itertools

@@ -338,7 +338,9 @@ def test_vote_order_follows_the_canonical_order(name, g, seed):
 
 
 def test_canonical_order_face_checks_its_argument():
-    with pytest.raises(ValueError, match="batch must be a GraphBatch"):
-        kernels.canonical_order(np.zeros((1, 2, 2), np.int16))
-    out = kernels.canonical_order(GraphBatch.empty(2, 3))
+    with pytest.raises(ValueError, match="role"):
+        kernels.canonical_order(np.zeros((1, 2, 2), np.int16), np.zeros((1, 2, 3), np.int8),
+                                np.zeros((1, 1, 2, 2), np.uint8))
+    empty = GraphBatch.empty(2, 3)
+    out = kernels.canonical_order(empty.model, empty.role, empty.edges)
     assert out.shape == (0, 2, 3) and out.dtype == np.int32
