@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cost import FLOPS_PER_PARAM_TOKEN, CostModel
+from ..cost import CostModel
 from ..evaluate import EvalResult
 from ..execute import DEFAULT_MAX_TOKENS
 from ..graph import MAX_WIDTH, CollaborationGraph
@@ -57,8 +57,8 @@ class LatentEvaluator:
         self._keys = question_keys(self.questions)
         # fusers of the preset's template are covered from the start
         self._thresholds = Thresholds.of(sim.preset, self.questions, sim.template[1])
-        costs = self.cost.model_costs  # params_b, out_tokens, prefill_tps, decode_tps, overhead_s
-        self._params, self._out, self._prefill, self._decode_tps, self._overhead = costs.T
+        costs = self.cost.table.model_costs  # columns: pytts.constants.COST_COLUMNS
+        self._per_token, self._out, self._prefill, self._decode_tps, self._overhead = costs.T
 
     async def evaluate(self, graph: CollaborationGraph,
                        questions: Sequence[int] | None = None) -> EvalResult:
@@ -130,7 +130,7 @@ class LatentEvaluator:
             latency = (self._overhead[k[j]] + prompt[:, j] / self._prefill[k[j]]
                        + out[:, j] / self._decode_tps[k[j]]) * noise[:, j]
             finish[:, j] = latency + (finish[:, preds].max(axis=1) if preds else 0.0)
-        flops = FLOPS_PER_PARAM_TOKEN * 1e9 * self._params[k][None, :, None] * (prompt + out)
+        flops = self._per_token[k][None, :, None] * (prompt + out)
         runs = bits.shape[0] * bits.shape[2]
         return {"mean_flops": float(flops.sum()) / runs,
                 "mean_latency_s": float(finish.max(axis=1).sum()) / runs,
