@@ -382,8 +382,8 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
 def racing_policy(config: SearchConfig, n_questions: int) -> RacingPolicy | None:
     """Racing for a dev set of ``n_questions``: 70% race questions in three stages (a quarter,
     half, all of them), the rest confirm the returned graph; None when racing is off, the dev
-    set is too small to split, or candidates run on Ray workers (which score whole dev sets)."""
-    if config.racing == "off" or config.ray or n_questions < 8:
+    set is too small to split (under 20 questions), or candidates run on Ray workers (which score whole dev sets)."""
+    if config.racing == "off" or config.ray or n_questions < 20:
         return None
     n_race = max(4, round(0.7 * n_questions))
     stages = tuple(sorted({max(2, n_race // 4), max(3, n_race // 2), n_race}))
