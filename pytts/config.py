@@ -73,7 +73,7 @@ class SearchConfig:
     agent: str = field(default="heuristic", metadata=_choice(AGENTS))
     agent_endpoint: str | None = None
     agent_model: str | None = None
-    agent_context_tokens: int | None = None
+    agent_context_tokens: int | None = field(default=None, metadata=_range(256, 10_000_000))
     bank: str | None = None
     ray: str | None = None
     runs_dir: str = "runs"
