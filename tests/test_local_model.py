@@ -130,15 +130,16 @@ def test_serve_local_stops_its_server_on_sigterm() -> None:
 
 
 def _llama_server_pid(port: int) -> int:
-    """The pid of the llama_cpp.server process listening on ``port`` (found in /proc)."""
+    """The pid of the model server process listening on ``port`` (found in /proc): the
+    embedded model runs as ``python -m pytts.llm.llama_server`` (llama_cpp.server plus /props)."""
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
         except OSError:
             continue
-        if b"llama_cpp.server" in argv and str(port).encode() in argv:
+        if b"pytts.llm.llama_server" in argv and str(port).encode() in argv:
             return int(proc.name)
-    raise AssertionError(f"no llama_cpp.server process on port {port}")
+    raise AssertionError(f"no model server process on port {port}")
 
 
 def test_serve_local_says_why_its_server_died() -> None:
