@@ -43,11 +43,11 @@ class Searcher(ABC):
     the budget; a searcher that proposes anything else is a bug and raises RuntimeError.
 
     Subclasses implement the coroutines ``_propose(n)`` and ``_observe(graph, result, record)``
-    and, for their own state, ``_extra_state()`` / ``_load_extra_state(state)``; state that only
-    grows goes to ``journal`` instead (append JSON-ready entries that never change; they are
-    back in ``journal`` when ``_load_extra_state`` runs). Searchers that
-    talk to an LLM await inside them; use ``aask``/``atell`` (as `run_search` does) from async
-    code. ``ask``/``tell`` run the coroutines to completion for synchronous callers.
+    and, for their own state, ``_extra_state()`` / ``_load_extra_state(state)``. State that only
+    grows goes to ``journal`` instead: JSON-ready entries, appended and never changed (they are
+    back in ``journal`` when ``_load_extra_state`` runs). Searchers that talk to an LLM await
+    inside the coroutines; use ``aask``/``atell`` (as `run_search` does) from async code.
+    ``ask``/``tell`` run the coroutines to completion for synchronous callers.
     """
 
     name: ClassVar[str] = "searcher"
