@@ -146,6 +146,7 @@ def test_kernel_and_text_path_agree_per_question_and_code_for_code(preset, shape
         diff += float(np.sum(text - p))
         variance += float(np.sum(np.clip(p * (1 - p), 0, None) / len(TEXT_SEEDS) + p_var))
     z = diff / math.sqrt(variance)
+    print(f"{preset}/{shape}: z = {z:.2f}, p = {2 * norm.sf(abs(z)):.3f}")
     assert 2 * norm.sf(abs(z)) > 1e-3, f"z = {z:.2f}"
 
 
