@@ -53,6 +53,7 @@ def request_keys(model: str, messages: Sequence[Message], *, n: int = 1,
         mode, values = _SEEDED, [sample_seed(seed, k) for k in range(n)]
     return fold(fold(np.uint64(content), np.uint64(mode)), np.array(values, np.uint64))
 
+
 _OPENINGS = {
     ANSWER: ("Let me set up the problem.", "First, restate what is asked.",
              "I will work through this step by step."),

@@ -103,6 +103,5 @@ def to_threshold(p: np.ndarray | float, bits: int) -> np.ndarray:
 
 def normal(bits: np.ndarray, draw: int) -> np.ndarray:
     """A standard normal deviate per run (Box-Muller over extra draws ``draw`` and ``draw + 1``)."""
-    u1 = uniform53(extra_bits(bits, draw))
-    u2 = uniform53(extra_bits(bits, draw + 1))
-    return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+    pair = uniform53(extra_bits(_u64(bits)[..., None], np.array([draw, draw + 1], np.uint64)))
+    return np.sqrt(-2.0 * np.log1p(-pair[..., 0])) * np.cos(2.0 * np.pi * pair[..., 1])

@@ -71,7 +71,7 @@ class SimGraphs:
         d, w = batch.template
         sinks = np.full((len(graphs), d * w), -1, np.int16)
         for b, g in enumerate(graphs):
-            order = [l * w + i for l, i in g.vote_order()]
+            order = [layer * w + slot for layer, slot in g.vote_order()]
             sinks[b, :len(order)] = order
         if keys is None:
             keys = _impl.sim_node_keys(batch.model, batch.role, batch.edges)
