@@ -76,8 +76,8 @@ In<T> take(py::handle obj, const char* name, int ndim) {
     in.name = name;
     auto& api = py::detail::npy_api::get();
     if (!api.PyArray_EquivTypes_(in.arr.dtype().ptr(), dt.ptr()))
-        fail(std::string(name) + " must have dtype " + dtname() + " (no implicit conversion), got " +
-             py::str(in.arr.dtype()).cast<std::string>());
+        fail(std::string(name) + " must have dtype " + dtname() +
+             " (no implicit conversion), got " + py::str(in.arr.dtype()).cast<std::string>());
     if (in.arr.ndim() != ndim)
         fail(std::string(name) + " must be " + std::to_string(ndim) + "-dimensional, got " +
              std::to_string(in.arr.ndim()) + " dimensions");
@@ -620,7 +620,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("budget"), py::arg("max_draws"),
           "(model, role, edges, logp, n_drawn): up to n graphs, rejection-conditioned on "
           "flops <= budget.");
-    py::class_<Sampler>(m, "Sampler",
+    // Local to this module, so that two builds of it can be loaded side by side (benchmarks).
+    py::class_<Sampler>(m, "Sampler", py::module_local(),
                         "The sampling tables of one set of logits, built once; sample() draws.")
         .def(py::init<py::handle, py::handle, py::handle, py::handle, py::handle>(),
              py::arg("depth_logits"), py::arg("width_logits"), py::arg("model_logits"),
@@ -646,6 +647,9 @@ PYBIND11_MODULE(_core, m) {
     m.attr("MAX_WIDTH") = pytts::kMaxWidth;
     m.attr("MAX_MODELS") = kMaxModels;
     m.attr("MAX_ROLES") = kMaxRoles;
-    m.attr("FNV_OFFSET") = py::reinterpret_steal<py::int_>(PyLong_FromUnsignedLongLong(pytts::kFnvOffset));
-    m.attr("FNV_PRIME") = py::reinterpret_steal<py::int_>(PyLong_FromUnsignedLongLong(pytts::kFnvPrime));
+    auto unsigned_int = [](std::uint64_t v) {
+        return py::reinterpret_steal<py::int_>(PyLong_FromUnsignedLongLong(v));
+    };
+    m.attr("FNV_OFFSET") = unsigned_int(pytts::kFnvOffset);
+    m.attr("FNV_PRIME") = unsigned_int(pytts::kFnvPrime);
 }

@@ -156,7 +156,8 @@ struct Spread8 {
     std::uint64_t bytes[256];
     constexpr Spread8() : bytes() {
         for (int x = 0; x < 256; ++x)
-            for (int i = 0; i < 8; ++i) bytes[x] |= static_cast<std::uint64_t>((x >> i) & 1) << (8 * i);
+            for (int i = 0; i < 8; ++i)
+                bytes[x] |= static_cast<std::uint64_t>((x >> i) & 1) << (8 * i);
     }
 };
 constexpr Spread8 kSpread8{};
@@ -181,8 +182,8 @@ inline double select_or_zero(std::uint64_t take, double v) {
     return v;
 }
 
-// Tables derived from the logits. Edge tables are transposed to [l][j][i] so that drawing or scoring the column
-// of predecessors of node (l+1, j) reads contiguous memory.
+// Tables derived from the logits. Edge tables are transposed to [l][j][i] so that drawing or
+// scoring the column of predecessors of node (l+1, j) reads contiguous memory.
 //
 // A column's log-probability is, for the predecessor set `mask` drawn among w candidates,
 //   (negsp[l][j][w] + sum_{i in mask, ascending} a_i) + (|mask| == 1 ? single[l][j][w][i*] : 0)
@@ -232,8 +233,8 @@ public:
             model_alias.resize(static_cast<std::size_t>(D) * W * K);
             role_alias.resize(static_cast<std::size_t>(D) * W * R);
             build_alias_rows(ldepth.data(), 1, D, depth_alias.data());
-            build_alias_rows(lwidth.data(), static_cast<std::int64_t>(D) * D, W, width_alias.data());
-            build_alias_rows(lmodel.data(), static_cast<std::int64_t>(D) * W, K, model_alias.data());
+            build_alias_rows(lwidth.data(), std::int64_t{D} * D, W, width_alias.data());
+            build_alias_rows(lmodel.data(), std::int64_t{D} * W, K, model_alias.data());
             build_alias_rows(lrole.data(), static_cast<std::int64_t>(D) * W, R, role_alias.data());
             // The subset alias table of each chunk c of each column (l, j): outcome o sets
             // candidate 4c + t when bit t of o is set; its weight is the product, over t in
@@ -266,7 +267,8 @@ public:
                 subset_sum.resize(static_cast<std::size_t>(D - 1) * W * nsub);
                 for (int l = 0; l + 1 < D; ++l)
                     for (int j = 0; j < W; ++j) {
-                        double* ss = subset_sum.data() + (static_cast<std::size_t>(l) * W + j) * nsub;
+                        double* ss =
+                            subset_sum.data() + (static_cast<std::size_t>(l) * W + j) * nsub;
                         const double* a = edge_t.data() + col_index(l, j);
                         ss[0] = 0.0;
                         for (std::size_t mask = 1; mask < nsub; ++mask) {
@@ -710,7 +712,8 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
                 const std::uint64_t lone = (mask & (mask - 1)) == 0;
                 const int first = __builtin_ctzll(mask);
                 const double extra =
-                    single ? select_or_zero(lone, single[static_cast<std::size_t>(j) * W * W + first])
+                    single
+                        ? select_or_zero(lone, single[static_cast<std::size_t>(j * W * W + first)])
                            : (lone ? t.compute_single(l, first, j, wl) : 0.0);
                 lc += (*negsp + sum_a) + extra;
                 if (Conditioned) {
@@ -734,7 +737,8 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         for (int s = 0; s < nslot; ++s) om[s] = -1;
         for (int q = 0; q < nodes; ++q) om[slot[q]] = static_cast<std::int16_t>(m[slot[q]]);
         std::memset(orl, 0, static_cast<std::size_t>(nslot));
-        for (int q = first_later; q < nodes; ++q) orl[slot[q]] = static_cast<std::int8_t>(r[slot[q]]);
+        for (int q = first_later; q < nodes; ++q)
+            orl[slot[q]] = static_cast<std::int8_t>(r[slot[q]]);
         if (narrow) {
             // Row (l, i) of the edges is byte i of each column's spread mask: bits 8i.. of the
             // layer's matrix, spread again. Whole 8-byte stores, in ascending order, so that
@@ -748,7 +752,8 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
                     if (dst + 8 <= edges_end)
                         std::memcpy(dst, &row, 8);
                     else
-                        for (int j = 0; j < W; ++j) dst[j] = static_cast<std::uint8_t>(row >> (8 * j));
+                        for (int j = 0; j < W; ++j)
+                            dst[j] = static_cast<std::uint8_t>(row >> (8 * j));
                 }
             }
         }

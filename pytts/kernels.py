@@ -105,8 +105,8 @@ _RULES: dict[str, _Rule] = {
 }
 
 # Symbols with limits: the template limits, and what int16 models / int8 roles can index.
-_LIMITS = {"D": ("depth", MAX_DEPTH), "W": ("width", MAX_WIDTH), "K": ("number of models", MAX_MODELS),
-           "R": ("number of roles", MAX_ROLES)}
+_LIMITS = {"D": ("depth", MAX_DEPTH), "W": ("width", MAX_WIDTH),
+           "K": ("number of models", MAX_MODELS), "R": ("number of roles", MAX_ROLES)}
 
 
 def _bad_costs(a: FloatArray, dims: dict[str, int]) -> npt.NDArray[np.bool_]:
@@ -121,7 +121,8 @@ _VALUES: dict[str, tuple[Callable[[Any, dict[str, int]], npt.NDArray[np.bool_]],
     "finite": (lambda a, dims: ~np.isfinite(a), "must be finite"),
     "model index": (lambda a, dims: (a < -1) | (a >= dims["K"]),
                     "must be a model index in [0, K) or -1 for an empty slot (K = {K})"),
-    "role index": (lambda a, dims: (a < 0) | (a >= dims["R"]), "must be a role in [0, R) (R = {R})"),
+    "role index": (lambda a, dims: (a < 0) | (a >= dims["R"]),
+                   "must be a role in [0, R) (R = {R})"),
     "bit": (lambda a, dims: a > 1, "must be 0 or 1"),
     "costs": (_bad_costs, "must be finite and >= 0, with prefill_tps and decode_tps > 0 "
                           f"(columns: {', '.join(COST_COLUMNS)})"),
@@ -165,6 +166,8 @@ def _check(args: Iterable[tuple[str, object]], dims: dict[str, int] | None = Non
         for axis, symbol in enumerate(rule.dims):
             if _size(symbol, dims) is None:
                 size = value.shape[axis]
+                if symbol.endswith("-1"):  # fixes the symbol it is one less than
+                    symbol, size = symbol[:-2], size + 1
                 if symbol in _LIMITS:
                     what, limit = _LIMITS[symbol]
                     if not 1 <= size <= limit:
@@ -208,7 +211,8 @@ class CostTable:
         (table,), _ = _check([("model_costs", model_costs)])
         base = float(base_prompt_tokens)
         if not (math.isfinite(base) and base >= 0):
-            raise ValueError(f"base_prompt_tokens must be finite and >= 0, got {base_prompt_tokens!r}")
+            raise ValueError("base_prompt_tokens must be finite and >= 0, got "
+                             f"{base_prompt_tokens!r}")
         table = table.copy()
         table.setflags(write=False)
         self.model_costs: FloatArray = table
