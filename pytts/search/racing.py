@@ -166,10 +166,6 @@ class Entrant:
     graph: CollaborationGraph
     result: EvalResult
 
-    @property
-    def finished(self) -> bool:
-        return self.result.n_questions > 0 and self.result.question_ids is not None
-
 
 @dataclass(frozen=True)
 class Selection:

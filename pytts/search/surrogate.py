@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.special import ndtr
 
 from ..graph import ASSISTANT, FUSER, CollaborationGraph
 
@@ -121,13 +122,9 @@ def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndar
     """E[max(f - best, 0)] for f ~ N(mu, sd^2), elementwise."""
     sd = np.maximum(sd, 1e-12)
     z = (mu - best) / sd
-    cdf = 0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+    cdf = ndtr(z)
     pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     return (mu - best) * cdf + sd * pdf
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
 def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
