@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import time
@@ -42,6 +43,9 @@ from pytts.sim.evaluator import LatentEvaluator
 from pytts.sim.reference import reference_optimum
 
 CHECKPOINTS = (8, 16, 32, 64)
+SELECT_AT = (4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64)
+"""Where the returned graph is taken: the table's checkpoints and, between them, the points
+that time when a search first comes within 2 points of the optimum."""
 RACE_STAGES = (25, 50, 100)
 CONFIRM = 50
 TRUTH_SAMPLES = 300
@@ -55,14 +59,17 @@ SEARCHERS: dict[str, tuple[type, dict[str, Any], bool]] = {
     "llm-optimizer (offline)": (LLMOptimizer, {}, True),
     "ar: pilots only": (AgentReinforce, {"feedback": False, "surrogate": False,
                                          "moves": False}, True),
-    "ar: no surrogate": (AgentReinforce, {"surrogate": False}, True),
     "ar: no local moves": (AgentReinforce, {"moves": False}, True),
     "ar: no trust region": (AgentReinforce, {"trust_region": False}, True),
     "ar: uniform start": (AgentReinforce, {"pilots": False}, True),
     "ar: + REINFORCE step": (AgentReinforce, {"reinforce_lr": 0.5}, True),
     "agent-reinforce (racing off)": (AgentReinforce, {}, False),
+    "random (racing off)": (RandomSearch, {}, False),
+    # not in the default grid ("all"): name them with --searchers
+    "ar: no surrogate": (AgentReinforce, {"surrogate": False}, True),
     "tpe (racing off)": (TPE, {}, False),
 }
+DEFAULT_GRID = tuple(list(SEARCHERS)[:12])
 MAIN = ("agent-reinforce", "random", "tpe", "reinforce", "llm-optimizer (offline)")
 
 
@@ -97,7 +104,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     policy = RacingPolicy(RACE_STAGES if racing_on else RACE_STAGES[-1:], confirm=CONFIRM)
     start = time.process_time()
     report = asyncio.run(run_search(searcher, evaluator, spec.n_evals, batch_size=4,
-                                    racing=policy, select_at=CHECKPOINTS))
+                                    racing=policy, select_at=SELECT_AT))
     cpu = time.process_time() - start
     truth = GroundTruth(preset)
     cache: dict[str, float] = {}
@@ -106,8 +113,15 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     pilots = [r for r in report.history if r.graph.depth == 1
               and len(set(r.graph.model[0][r.graph.model[0] >= 0].tolist())) == 1]
     best_pilot = max((_truth_of(truth, r.graph, cache) for r in pilots), default=None)
+    evaluated = [r for r in report.history if not r.reused]
     return {"spec": asdict(spec), "returned": returned, "best_pilot": best_pilot,
-            "cpu_s": cpu, "bad_replies": getattr(searcher, "bad_replies", 0)}
+            "cpu_s": cpu, "bad_replies": getattr(searcher, "bad_replies", 0),
+            "calls_made": report.calls_made + report.selection_calls,
+            "calls_served": report.calls_served,
+            # the bank's saving on vote-only graphs: calls a wider or repeated vote of the same
+            # model(s) took from samples already made
+            "vote_calls_served": sum(r.result.calls_served for r in evaluated
+                                     if r.graph.depth == 1)}
 
 
 def _reference_job(args: tuple[int, str]) -> tuple[int, str, dict[str, Any]]:
@@ -135,12 +149,13 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
     figures: dict[str, Any] = {}
     lines = ["| searcher | " + " | ".join(f"acc@{k}" for k in CHECKPOINTS) + " | "
              + " | ".join(f"regret@{k}" for k in CHECKPOINTS) + " | calls@32 | "
-             "gain over best pilot (far cells) | calls to within 2 pts |",
-             "|---" * (2 * len(CHECKPOINTS) + 4) + "|"]
+             "gain over best pilot (far cells) | calls to within 2 pts (median) | "
+             "within 2 pts by 64 | calls served by the bank (votes) |",
+             "|---" * (2 * len(CHECKPOINTS) + 6) + "|"]
     for name in names:
         acc = {k: [] for k in CHECKPOINTS}
         regret = {k: [] for k in CHECKPOINTS}
-        calls32, gains, to_within = [], [], []
+        calls32, gains, to_within, served, vote_served, made = [], [], [], [], [], []
         for (land, budget, _), by in cells.items():
             r = by.get(name)
             if r is None:
@@ -159,15 +174,24 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
             reach = [v[1] for k, v in sorted(((int(k), v) for k, v in r["returned"].items()))
                      if opt - v[0] <= 0.02]
             to_within.append(reach[0] if reach else float("inf"))
+            made.append(r.get("calls_made", 0))
+            served.append(r.get("calls_served", 0))
+            vote_served.append(r.get("vote_calls_served", 0))
         figures[name] = {"acc": {k: _median(v) for k, v in acc.items()},
                          "regret": {k: _median(v) for k, v in regret.items()},
                          "calls32": _median(calls32), "gain_far": _median(gains),
-                         "n_far": len(gains), "calls_to_2pts": _median(to_within)}
+                         "n_far": len(gains), "calls_to_2pts": _median(to_within),
+                         "reached_2pts": float(np.mean([math.isfinite(x) for x in to_within]))
+                         if to_within else float("nan"),
+                         "served_share": sum(served) / max(1, sum(served) + sum(made)),
+                         "vote_served_share": sum(vote_served) / max(1, sum(served) + sum(made))}
         f = figures[name]
         lines.append(f"| {name} | " + " | ".join(f"{f['acc'][k]:.3f}" for k in CHECKPOINTS)
                      + " | " + " | ".join(f"{100 * f['regret'][k]:.1f}" for k in CHECKPOINTS)
                      + f" | {f['calls32']:.0f} | {100 * f['gain_far']:+.1f} pts "
-                     f"({f['n_far']} runs) | {f['calls_to_2pts']:.0f} |")
+                     f"({f['n_far']} runs) | {f['calls_to_2pts']:.0f} | "
+                     f"{f['reached_2pts']:.0%} | {f['served_share']:.0%} "
+                     f"({f['vote_served_share']:.0%}) |")
     # paired win-rates of Agent-REINFORCE against every other searcher, per checkpoint
     wins = ["", "Paired win-rate of agent-reinforce (its returned graph better; ties half) "
                 "against each searcher, same landscape, budget and seed:", "",
@@ -210,6 +234,14 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
     worst = min(margins) if margins else None
     figures["worst_margin"] = worst
     tail = [""]
+    ar_calls = figures.get("agent-reinforce", {}).get("calls_to_2pts")
+    if ar_calls is not None:
+        ratios = [f"{other} {figures[other]['calls_to_2pts']:.0f} "
+                  f"(agent-reinforce needs {ar_calls / figures[other]['calls_to_2pts']:.2f}x)"
+                  for other in ("tpe", "reinforce", "random") if other in figures]
+        tail.append(f"LLM calls to come within 2 points of the optimum, median over runs (a run "
+                    f"that never does counts as infinite): agent-reinforce {ar_calls:.0f}; "
+                    + "; ".join(ratios) + ".")
     if worst is not None:
         tail.append(f"Worst median margin of agent-reinforce against the best main baseline in "
                     f"one landscape and checkpoint: {100 * worst[0]:+.1f} points "
@@ -220,11 +252,12 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--landscapes", type=int, default=24)
-    ap.add_argument("--drawn", type=int, default=8)
+    ap.add_argument("--drawn", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--evals", type=int, default=64)
     ap.add_argument("--searchers", default="all",
-                    help="comma-separated names, 'main' or 'all'")
+                    help="comma-separated names, 'main' or 'all' (the default grid: "
+                         "every name but the last two of SEARCHERS)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--quick", action="store_true",
                     help="4 fixed landscapes, 2 drawn, 2 seeds, 32 evaluations, main searchers")
@@ -233,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.landscapes, args.drawn, args.seeds, args.evals = 4, 2, 2, 32
         args.searchers = "main"
-    names = (list(SEARCHERS) if args.searchers == "all" else list(MAIN)
+    names = (list(DEFAULT_GRID) if args.searchers == "all" else list(MAIN)
              if args.searchers == "main" else args.searchers.split(","))
     unknown = [n for n in names if n not in SEARCHERS]
     if unknown:

@@ -25,6 +25,7 @@ constexpr int kMissing = -1;
 constexpr int kCorrect = 0;
 constexpr int kNoiseBase = 9;  // pytts.sim.presets.MAX_DISTRACTORS + 1
 constexpr int kAnswer = 0, kRefine = 1, kFuse = 2;
+constexpr std::uint64_t kCallDomain = 0x63616C6CULL;  // "call": the first word of a node key
 constexpr int kFirst = 0, kKeep = 1, kRefix = 2, kFusefix = 3;  // columns of `right`
 
 // splitmix64's finalizer.
@@ -67,12 +68,17 @@ struct Runs {
     std::uint64_t seed;
 };
 
-// key(l, i) = fold(fold(fold(fold(l, i), model), role), each predecessor's key in slot order).
+// A node's key is the identity of its call, as the text path's bank sees one: its model, its
+// role, each predecessor's key in slot order, then how many earlier slots of its layer make the
+// same call (the text path's occurrence number). Position plays no part, so a permuted graph
+// (equal canonical key) draws exactly what the original draws, and two graphs that make the
+// same call share its draws wherever they put it.
 inline BadValue node_keys(const std::int16_t* model, const std::int8_t* role,
                           const std::uint8_t* edges, std::int64_t B, int D, int W,
                           std::uint64_t* keys) {
     BadValue bad;
     const std::int64_t nodes = static_cast<std::int64_t>(D) * W;
+    std::uint64_t call[kMaxWidth];
     for (std::int64_t b = 0; b < B; ++b) {
         const std::int16_t* m = model + b * nodes;
         const std::int8_t* r = role + b * nodes;
@@ -81,9 +87,8 @@ inline BadValue node_keys(const std::int16_t* model, const std::int8_t* role,
         for (int l = 0; l < D; ++l)
             for (int i = 0; i < W; ++i) {
                 const int n = l * W + i;
-                std::uint64_t h = fold(fold(fold(static_cast<std::uint64_t>(l), i),
-                                            static_cast<std::uint64_t>(
-                                                static_cast<std::int64_t>(m[n]))),
+                std::uint64_t h = fold(fold(kCallDomain, static_cast<std::uint64_t>(
+                                                             static_cast<std::int64_t>(m[n]))),
                                        static_cast<std::uint64_t>(
                                            static_cast<std::int64_t>(r[n])));
                 if (l > 0)
@@ -92,7 +97,11 @@ inline BadValue node_keys(const std::int16_t* model, const std::int8_t* role,
                         if (e[at] > 1) bad.set("edges", b * (D - 1) * W * W + at, e[at]);
                         if (e[at]) h = fold(h, k[(l - 1) * W + p]);
                     }
-                k[n] = m[n] >= 0 ? h : 0;
+                call[i] = h;
+                std::uint64_t occurrence = 0;
+                for (int j = 0; j < i; ++j)
+                    occurrence += (m[l * W + j] >= 0 && call[j] == h) ? 1 : 0;
+                k[n] = m[n] >= 0 ? fold(h, occurrence) : 0;
             }
     }
     return bad;

@@ -53,7 +53,7 @@ class CollaborationGraph:
     """
 
     __slots__ = ("model", "role", "edges", "model_names", "_key", "_order", "_vote_order",
-                 "_preds")
+                 "_preds", "_counts")
 
     def __init__(self, model: np.ndarray, role: np.ndarray, edges: np.ndarray,
                  model_names: Sequence[str]) -> None:
@@ -90,6 +90,7 @@ class CollaborationGraph:
         self._order: np.ndarray | None = None
         self._vote_order: list[tuple[int, int]] | None = None
         self._preds: dict[tuple[int, int], list[int]] | None = None
+        self._counts: list[int] | None = None
 
     # ----------------------------------------------------------------- structure
     @property
@@ -102,25 +103,31 @@ class CollaborationGraph:
         """``bool[D, W]``: which slots hold a node."""
         return self.model >= 0
 
+    def _layer_counts(self) -> list[int]:
+        # searches ask a graph's shape thousands of times; the arrays are read-only
+        if self._counts is None:
+            self._counts = (self.model >= 0).sum(axis=1).tolist()
+        return self._counts
+
     @property
     def layer_widths(self) -> tuple[int, ...]:
         """Number of nodes in each non-empty layer, first to last."""
-        return tuple(int(c) for c in self.active.sum(axis=1)[: self.depth])
+        return tuple(self._layer_counts()[: self.depth])
 
     @property
     def depth(self) -> int:
         """Number of layers up to the last one that holds a node."""
-        rows = np.flatnonzero(self.active.any(axis=1))
-        return int(rows[-1]) + 1 if rows.size else 0
+        counts = self._layer_counts()
+        return max((l + 1 for l, c in enumerate(counts) if c), default=0)
 
     @property
     def width(self) -> int:
         """The largest number of nodes in one layer."""
-        return int(self.active.sum(axis=1).max())
+        return max(self._layer_counts())
 
     @property
     def n_nodes(self) -> int:
-        return int(self.active.sum())
+        return sum(self._layer_counts())
 
     def nodes(self) -> list[Node]:
         """Every node, layer by layer, slot by slot."""
@@ -222,7 +229,7 @@ class CollaborationGraph:
         """
         if self._order is None:
             order = kernels.canonical_order(self.model[None], self.role[None],
-                                            self.edges[None])[0]
+                                            self.edges[None], trusted=True)[0]
             order.setflags(write=False)
             self._order = order
         return self._order
@@ -414,6 +421,16 @@ class GraphBatch:
     def graphs(self, model_names: Sequence[str]) -> Iterator[CollaborationGraph]:
         for b in range(len(self)):
             yield self.graph(b, model_names)
+
+    def row_keys(self) -> list[bytes]:
+        """Each graph's arrays as bytes: equal for identical arrays (not for graphs that are
+        merely slot permutations of each other; `CollaborationGraph.canonical_key` is that).
+        A cheap first filter for repeats among many samples."""
+        n = len(self)
+        rows = np.concatenate([self.model.reshape(n, -1).view(np.uint8),
+                               self.role.reshape(n, -1).view(np.uint8),
+                               self.edges.reshape(n, -1)], axis=1)
+        return [row.tobytes() for row in rows]
 
     def take(self, index: np.ndarray | slice) -> "GraphBatch":
         """The sub-batch at ``index`` (a slice, integer indices or a boolean mask)."""

@@ -386,14 +386,19 @@ def extract_number(text: str) -> str | None:
 
 
 def canonical_order(model: npt.NDArray[np.int16], role: npt.NDArray[np.int8],
-                    edges: npt.NDArray[np.uint8]) -> npt.NDArray[np.int32]:
+                    edges: npt.NDArray[np.uint8], *, trusted: bool = False
+                    ) -> npt.NDArray[np.int32]:
     """``int32[B, D, W]``: row ``[b, l]`` lists the slots of layer l of graph b in canonical order
     (then -1). Graphs that differ only by permuting slots within layers get orders under which
     their arrays coincide, so the arrays read in that order are a canonical form.
 
     A slot holds a node where ``model >= 0`` and an edge is any nonzero byte; both backends read
-    any values safely, so only shapes, dtypes and the template limits are checked.
+    any values safely, so only shapes, dtypes and the template limits are checked, and not even
+    those when ``trusted`` (arrays of a `CollaborationGraph`, checked when it was built; a
+    search computes thousands of keys, and the checks would cost more than the kernel).
     """
+    if trusted:
+        return _impl.canonical_order(model, role, edges)  # type: ignore[no-any-return]
     # model and role values are labels here: any id an int16/int8 holds is fine
     (m, r, e), _ = _graph_arrays(model, role, edges, {"K": 1 << 15, "R": 1 << 7})
     order: npt.NDArray[np.int32] = _impl.canonical_order(m, r, e)

@@ -111,6 +111,11 @@ def _sim_setup(seed: int = 0):
     return preset, sim, evaluator
 
 
+def _fresh(evaluator: LatentEvaluator) -> LatentEvaluator:
+    """The same evaluator with an empty bank, so a run's call counts are its own."""
+    return LatentEvaluator(evaluator.sim, evaluator.questions, seed=evaluator.seed)
+
+
 def _searcher(preset, sim, seed=3):
     return AgentReinforce(sim.pool, preset.template, sim.cost_model(), preset.budgets["high"],
                           seed=seed)
@@ -124,7 +129,7 @@ def test_racing_spends_fewer_calls_per_evaluation_than_full_runs():
                                    racing=RacingPolicy((15, 30, 60), confirm=30)))
     full = asyncio.run(run_search(RandomSearch(sim.pool, preset.template, sim.cost_model(),
                                                preset.budgets["high"], seed=1),
-                                  evaluator, 16, batch_size=4,
+                                  _fresh(evaluator), 16, batch_size=4,
                                   racing=RacingPolicy((60,), confirm=30)))
     assert raced.n_evals == full.n_evals == 16
     assert raced.calls_made < full.calls_made
@@ -156,7 +161,7 @@ def test_selections_at_checkpoints_and_a_calls_budget():
     assert sorted(report.selections) == [8, 16]
     calls8, calls16 = report.selections[8][1], report.selections[16][1]
     assert 0 < calls8 < calls16
-    capped = asyncio.run(run_search(_searcher(preset, sim), evaluator, 64, batch_size=4,
+    capped = asyncio.run(run_search(_searcher(preset, sim), _fresh(evaluator), 64, batch_size=4,
                                     racing=RacingPolicy((15, 30, 60), confirm=30),
                                     max_calls=calls8))
     assert capped.stopped == "calls" and capped.n_evals < 64

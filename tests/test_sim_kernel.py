@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from pytts.evaluate import EvalResult, Evaluator
 from pytts.execute import GraphExecutor
+from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.graph import ASSISTANT, FUSER, MAX_WIDTH, CollaborationGraph
 from pytts.search.random_search import RandomSearch
 from pytts.search.run import run_search_sync
@@ -190,6 +191,47 @@ def test_latent_evaluator_reads_like_a_text_path_evaluation(sim):
     assert abs(mean(text, "accuracy") - expected) < 4 * se
 
 
+def test_latent_evaluator_banks_calls_as_the_text_path_bank_does(sim, tmp_path):
+    # A wider vote reuses the narrower vote's samples, a graph grown from another pays only for
+    # its new nodes, and a repeat is free: the same counts as the text path through a bank.
+    names = sim.pool.names
+    a, b = names.index("qwen2.5-1.5b"), names.index("qwen2.5-7b")
+    sequence = [CollaborationGraph.layered(layers, names) for layers in
+                ([[a] * 3], [[a] * 5], [[a] * 3, [b]], [[a] * 3, [b], [b]], [[a] * 5],
+                 [[a, a, b]], [[b] * 2, [a]])]
+    task = sim.task(20)
+    latent = LatentEvaluator(sim, task.questions, seed=4)
+    fast = [latent.evaluate_sync(g) for g in sequence]
+    bank = ResponseBank(tmp_path / "bank.sqlite")
+    try:
+        evaluator = Evaluator(GraphExecutor(BankedClient(sim, bank), sim.pool, task, seed=4))
+        text = [evaluator.evaluate_sync(g) for g in sequence]
+    finally:
+        bank.close()
+    assert [(f.calls_made, f.calls_served) for f in fast] == \
+        [(t.calls_made, t.calls_served) for t in text] == \
+        [(60, 0), (40, 60), (20, 60), (20, 80), (0, 100), (20, 40), (40, 20)]
+    unbanked = LatentEvaluator(sim, task.questions, seed=4, bank=False)
+    assert [unbanked.evaluate_sync(g).calls_made for g in sequence[:2]] == [60, 100]
+    # a narrower vote after a wider one: no new call, and the very runs a fresh evaluation makes
+    wide, narrow = sequence[1], sequence[0]
+    banks: list[ResponseBank] = []
+
+    def text_evaluator() -> Evaluator:
+        banks.append(ResponseBank(tmp_path / f"bank{len(banks)}.sqlite"))
+        return Evaluator(GraphExecutor(BankedClient(sim, banks[-1]), sim.pool, task, seed=4))
+
+    for make in (lambda: LatentEvaluator(sim, task.questions, seed=4), text_evaluator):
+        banked = make()
+        banked.evaluate_sync(wide)
+        reused = banked.evaluate_sync(narrow)
+        fresh = make().evaluate_sync(narrow)
+        assert reused.calls_made == 0 and reused.calls_served == 60
+        assert reused.correct == fresh.correct and reused.answers == fresh.answers
+    for b in banks:
+        b.close()
+
+
 def test_latent_evaluator_subsets_draw_as_the_full_evaluation_does(sim):
     names = sim.pool.names
     graph = CollaborationGraph.layered([[0, 3, 4], [2]], names)
@@ -209,7 +251,7 @@ def test_latent_evaluator_subsets_draw_as_the_full_evaluation_does(sim):
 def test_latent_evaluator_answers_are_those_of_the_runs(sim):
     names = sim.pool.names
     task = sim.task(40)
-    graph = CollaborationGraph.layered([[3, 3, 0]], names)  # weak votes: many wrong answers
+    graph = CollaborationGraph.layered([[3, 3, 3]], names)  # weak votes: many wrong answers
     result = LatentEvaluator(sim, task.questions).evaluate_sync(graph)
     free_form = [a for q, a in zip(task.questions, result.answers)
                  if a is not None and a != q.answer and a not in q.meta["distractors"]]

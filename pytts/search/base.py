@@ -264,8 +264,15 @@ class Searcher(ABC):
         taken = set(self.seen_keys()) | set(exclude)
         fresh: list[CollaborationGraph] = []
         rest: list[CollaborationGraph] = []
+        drawn: set[bytes] = set()  # most repeats are identical rows: skip them before keying
         for growth in (1, 4, 16):
-            for g in self.sample(probgraph, oversample * growth * (n - len(fresh))):
+            batch, _, _ = probgraph.sample(oversample * growth * (n - len(fresh)),
+                                           self._next_seed(), self.budget, self.cost)
+            for b, row in enumerate(batch.row_keys()):
+                if row in drawn:
+                    continue
+                drawn.add(row)
+                g = batch.graph(b, self.model_names)
                 key = g.canonical_key()
                 (rest if key in taken else fresh).append(g)
                 taken.add(key)

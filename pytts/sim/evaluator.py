@@ -38,12 +38,16 @@ class LatentEvaluator:
     real evaluation); ``seed`` keys the draws as a `GraphExecutor` seed keys a text run. The
     result reads as the text path's: per-run correctness and voted answers, mean FLOPs and
     latency from the cost model with the text path's reply-length and latency noise (replies cut
-    at ``max_tokens``), and one call made per node and run.
+    at ``max_tokens``), and one call per node and run. With ``bank`` (the default, as every
+    product run has its response bank) a call this evaluator made before (same node key,
+    question and sample: the text path's identity of a call) is counted as served, not made:
+    graphs that share nodes with earlier ones, such as a wider vote of the same model or a
+    graph grown from the incumbent, pay only for their new calls.
     """
 
     def __init__(self, sim: SimulatedPool, questions: Sequence[Question] | None = None, *,
                  seed: int = 0, samples: Sequence[int] = (0,),
-                 max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+                 max_tokens: int = DEFAULT_MAX_TOKENS, bank: bool = True) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         self.sim = sim
@@ -53,6 +57,8 @@ class LatentEvaluator:
         self.seed = int(seed)
         self.samples = tuple(int(s) for s in samples)
         self.max_tokens = int(max_tokens)
+        self.banked: set[int] | None = set() if bank else None
+        """Identities (the 64 draw bits) of the calls made so far, when banking."""
         self.cost: CostModel = sim.cost_model()
         self._keys = question_keys(self.questions)
         # fusers of the preset's template are covered from the start
@@ -97,6 +103,7 @@ class LatentEvaluator:
         w = graph.template[1]
         bits = run_bits(self.seed, keys, graphs.keys[0].reshape(-1), sample_numbers)
         usage = self._usage(graph, graphs.batch.model[0], bits)
+        made, served = self._count_calls(graph, bits)
         winner = winner[0].reshape(-1)
         asked = [self.questions[i] for i in index for _ in sample_numbers]
         answers = [self._decode(q, int(c), bits[run // len(sample_numbers), :,
@@ -104,7 +111,20 @@ class LatentEvaluator:
                    for run, (q, c) in enumerate(zip(asked, winner))]
         return EvalResult.from_scores(
             (winner == CORRECT).tolist(), answers=answers, wall_s=time.perf_counter() - start,
-            calls_made=graph.n_nodes * winner.size, calls_served=0, **usage)
+            calls_made=made, calls_served=served, **usage)
+
+    def _count_calls(self, graph: CollaborationGraph, bits: np.ndarray) -> tuple[int, int]:
+        """(made, served) calls of a run set whose draws are ``bits`` ``[Q, D * W, S]``: a call's
+        draw bits hash (seed, question, node key, sample), so they identify it as the bank's
+        key identifies a text call."""
+        w = graph.template[1]
+        calls = bits[:, [n.layer * w + n.slot for n in graph.nodes()], :].ravel().tolist()
+        if self.banked is None:
+            return len(calls), 0
+        before = len(self.banked)
+        self.banked.update(calls)
+        made = len(self.banked) - before
+        return made, len(calls) - made
 
     def _thresholds_for(self, max_inputs: int) -> Thresholds:
         if self._thresholds.max_inputs < max_inputs:

@@ -3,8 +3,8 @@ bits out for the same arrays in.
 
 A batch of graphs runs on Q questions x S samples. Each node's draws are keyed by (``seed``,
 question key, node key, sample), so graphs that share a node key share its draws (common random
-numbers). Node keys (`sim_node_keys`) hash a node's position, model and role with its predecessors'
-keys. Answer codes are those of `pytts.sim.latent`; a fresh wrong answer of node (l, i) gets
+numbers). Node keys (`sim_node_keys`) identify a node's call as the text path's bank does: model,
+role, predecessors' keys and occurrence number, never its position. Answer codes are those of `pytts.sim.latent`; a fresh wrong answer of node (l, i) gets
 code ``NOISE_BASE + l * MAX_WIDTH + i``, so copies of it can be traced to the node that wrote it.
 """
 
@@ -20,24 +20,34 @@ from .latent import (ANSWER, CORRECT, FUSE, MISSING, NOISE_BASE, REFINE, Thresho
 __all__ = ["sim_expect", "sim_node_keys", "sim_runs"]
 
 
+CALL_DOMAIN = np.uint64(0x63616C6C)
+"""The first word of every node key ("call"; csrc/simulate.hpp's ``kCallDomain``)."""
+
+
 def sim_node_keys(model: np.ndarray, role: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """``uint64[B, D, W]``: each node's key (0 in empty slots).
 
-    key(l, i) = fold(fold(fold(fold(l, i), model), role), then each predecessor's key in slot
-    order), so equal keys mean equal position, model, role and inputs, recursively.
+    call(l, i) = fold(fold(fold(CALL_DOMAIN, model), role), then each predecessor's key in slot
+    order), and key(l, i) = fold(call(l, i), the number of earlier active slots of layer l with
+    the same call): equal keys mean the same call (model, role and inputs, recursively) made
+    the same number of times before, wherever the graph puts it.
     """
     b, d, w = model.shape
     keys = np.zeros((b, d, w), np.uint64)
     for layer in range(d):
+        calls = np.zeros((b, w), np.uint64)
         for slot in range(w):
-            k = fold(fold(fold(np.uint64(layer), np.uint64(slot)),
-                          model[:, layer, slot].astype(np.uint64)),
+            k = fold(fold(np.full(b, CALL_DOMAIN), model[:, layer, slot].astype(np.uint64)),
                      role[:, layer, slot].astype(np.uint64))
             if layer > 0:
                 for p in range(w):
                     k = np.where(edges[:, layer - 1, p, slot] != 0,
                                  fold(k, keys[:, layer - 1, p]), k)
-            keys[:, layer, slot] = np.where(model[:, layer, slot] >= 0, k, np.uint64(0))
+            calls[:, slot] = k
+            active = model[:, layer, :slot] >= 0
+            occurrence = ((calls[:, :slot] == k[:, None]) & active).sum(axis=1)
+            keys[:, layer, slot] = np.where(model[:, layer, slot] >= 0,
+                                            fold(k, occurrence.astype(np.uint64)), np.uint64(0))
     return keys
 
 
