@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cost.hpp"  // kMaxDepth, kMaxWidth, BadValue
@@ -114,6 +115,9 @@ struct Node {
     int flat, model, kind, fresh;
     int n_inputs;
     int inputs[kMaxWidth];  // positions in Plan::nodes
+    // Whether a consumer reads which code the node wrote, not only its class (missing, right or
+    // wrong): see mark_exact.
+    bool exact;
 };
 
 struct Plan {
@@ -143,7 +147,7 @@ inline bool make_plan(const Batch& g, const Thresholds& t, std::int64_t b, Plan&
         }
         if (m[n] < 0) continue;
         const int l = n / g.W, i = n % g.W;
-        Node node{n, m[n], kAnswer, kNoiseBase + l * kMaxWidth + i, 0, {}};
+        Node node{n, m[n], kAnswer, kNoiseBase + l * kMaxWidth + i, 0, {}, true};
         if (l > 0)
             for (int p = 0; p < g.W; ++p) {
                 const std::int64_t at = (static_cast<std::int64_t>(l - 1) * g.W + p) * g.W + i;
@@ -179,6 +183,26 @@ inline bool make_plan(const Batch& g, const Thresholds& t, std::int64_t b, Plan&
     return true;
 }
 
+// Marks the nodes whose exact codes the result depends on. A fuser's right-answer threshold
+// reads only how many inputs answered and how many are right, and a one-input refiner's only
+// whether its input is missing, right or wrong; their fallback (the wrong answer they keep)
+// reads exact codes, but whether they answer wrong does not depend on which wrong answer they
+// give. So when a lone sink is scored by its threshold (never drawn), the nodes that feed only
+// counts need their class alone, which a draw decides from its outcome field without the
+// distractor and keep fields. Every other mode reads every code.
+inline void mark_exact(Plan& plan, bool lone_sink) {
+    for (Node& node : plan.nodes) node.exact = !lone_sink;
+    if (!lone_sink) return;
+    for (std::size_t n = plan.nodes.size(); n-- > 0;) {
+        const Node& node = plan.nodes[n];
+        const bool drawn = n + 1 < plan.nodes.size();  // the lone sink is the last node
+        const bool fallback = drawn && node.exact && node.kind != kAnswer;
+        const bool vote = node.kind == kRefine && node.n_inputs > 1;  // a plurality of codes
+        if (fallback || vote)
+            for (int j = 0; j < node.n_inputs; ++j) plan.nodes[node.inputs[j]].exact = true;
+    }
+}
+
 // The engine works on blocks of samples, one elementwise pass at a time over plain arrays, so
 // that the compiler vectorizes every pass; it is compiled for AVX-512, AVX2 and baseline x86-64
 // and the loader picks the best the CPU runs (all integer arithmetic: every clone gives the same
@@ -204,8 +228,8 @@ struct Scratch {
     std::uint32_t low[kBlock];
     std::int32_t threshold[kBlock];
     std::int32_t fallback[kBlock], x[kBlock], count[kBlock], best_count[kBlock];
-    std::int32_t answered[kBlock], n_right[kBlock];
-    std::vector<std::int32_t> pick;  // one row of Thresholds::pick
+    std::int32_t index[kBlock];  // a fuser's (answered, right) pair, as a row of `table`
+    std::int32_t table[(kMaxWidth + 1) * (kMaxWidth + 1)] = {};  // a fuser's thresholds
 };
 
 // best[i] = the most common of in[0..k)[i] among counted codes (ties: the earliest), else
@@ -236,8 +260,31 @@ PYTTS_SIM_PASS void plurality(const std::int32_t* const* in, int k, bool wrong_o
     }
 }
 
+// out[i] = table[index[i]]. GCC's cost model rarely emits gathers, so tables of up to 32
+// entries are held in two vectors and permuted (one instruction on AVX-512, lowered per clone).
+PYTTS_SIM_PASS void lookup(const std::int32_t* table, int size, const std::int32_t* index, int m,
+                           std::int32_t* PYTTS_RESTRICT out) {
+    int i = 0;
+#if defined(__GNUC__) && !defined(__clang__)  // clang's shuffle builtin takes constant masks only
+    if (size <= 32) {
+        using v16 = std::int32_t __attribute__((vector_size(64)));
+        v16 lo, hi;
+        std::memcpy(&lo, table, sizeof lo);
+        std::memcpy(&hi, table + 16, sizeof hi);
+        for (; i + 16 <= m; i += 16) {
+            v16 at;
+            std::memcpy(&at, index + i, sizeof at);
+            const v16 got = __builtin_shuffle(lo, hi, at);
+            std::memcpy(out + i, &got, sizeof got);
+        }
+    }
+#endif
+    for (; i < m; ++i) out[i] = table[index[i]];
+}
+
 // threshold[i]: the node's right-answer threshold for each sample given its inputs' codes;
-// fallback[i]: the wrong answer it keeps or follows with probability keep (kMissing: none).
+// fallback[i]: the wrong answer it keeps or follows with probability keep (kMissing: none),
+// which a fuser works out only when its exact code is needed (Node::exact).
 PYTTS_SIM_PASS std::int32_t thresholds(const Thresholds& t, const Node& node, int q,
                                        const std::int32_t* const* in, int m, Scratch& w) {
     const std::int64_t* right = t.right + (static_cast<std::int64_t>(node.model) * t.Q + q) * 4;
@@ -267,38 +314,24 @@ PYTTS_SIM_PASS std::int32_t thresholds(const Thresholds& t, const Node& node, in
         }
         return static_cast<std::int32_t>(t.stick);
     }
-    std::int32_t* PYTTS_RESTRICT answered = w.answered;
-    std::int32_t* PYTTS_RESTRICT n_right = w.n_right;
-    for (int i = 0; i < m; ++i) answered[i] = n_right[i] = 0;
-    for (int j = 0; j < node.n_inputs; ++j) {
-        const std::int32_t* PYTTS_RESTRICT c = in[j];
-        for (int i = 0; i < m; ++i) {
-            answered[i] += c[i] != kMissing;
-            n_right[i] += c[i] == kCorrect;
-        }
-    }
-    const std::int64_t* row = t.pick + (static_cast<std::int64_t>(node.model) * t.Q + q) * t.P;
-    std::int32_t* PYTTS_RESTRICT pick = w.pick.data();
-    for (int c = 0; c < t.P; ++c) pick[c] = static_cast<std::int32_t>(row[c]);
-    const std::int32_t r0 = static_cast<std::int32_t>(right[kFirst]);
-    const std::int32_t r3 = static_cast<std::int32_t>(right[kFusefix]);
-    for (int i = 0; i < m; ++i) th[i] = answered[i] == 0 ? r0 : r3;
+    // The threshold is a function of (answered, right): a table indexed by answered * (n + 1)
+    // + right, so that one gather looks it up.
     const int n = node.n_inputs;
-    if (n <= 8) {
-        // Few (answered, right) pairs: one select pass per pair vectorizes, a gather does not.
-        for (int a = 1; a <= n; ++a)
-            for (int r = 1; r <= a; ++r) {
-                const std::int32_t value = pick[a * (a - 1) / 2 + r - 1];
-                for (int i = 0; i < m; ++i)
-                    th[i] = ((answered[i] == a) & (n_right[i] == r)) ? value : th[i];
-            }
-    } else {
-        for (int i = 0; i < m; ++i) {
-            const std::int32_t a = answered[i], r = n_right[i];
-            if (r > 0) th[i] = pick[a * (a - 1) / 2 + r - 1];
-        }
+    std::int32_t* PYTTS_RESTRICT index = w.index;
+    const std::int32_t* PYTTS_RESTRICT c0 = in[0];
+    for (int i = 0; i < m; ++i) index[i] = (c0[i] != kMissing) * (n + 1) + (c0[i] == kCorrect);
+    for (int j = 1; j < n; ++j) {
+        const std::int32_t* PYTTS_RESTRICT c = in[j];
+        for (int i = 0; i < m; ++i) index[i] += (c[i] != kMissing) * (n + 1) + (c[i] == kCorrect);
     }
-    plurality(in, node.n_inputs, true, m, fb, w);
+    const std::int64_t* pick = t.pick + (static_cast<std::int64_t>(node.model) * t.Q + q) * t.P;
+    std::int32_t* PYTTS_RESTRICT table = w.table;
+    for (int a = 0; a <= n; ++a)
+        for (int r = 0; r <= a; ++r)
+            table[a * (n + 1) + r] = static_cast<std::int32_t>(
+                a == 0 ? right[kFirst] : r == 0 ? right[kFusefix] : pick[a * (a - 1) / 2 + r - 1]);
+    lookup(table, (n + 1) * (n + 1), index, m, th);
+    if (node.exact) plurality(in, node.n_inputs, true, m, fb, w);
     return static_cast<std::int32_t>(t.follow);
 }
 
@@ -331,6 +364,37 @@ PYTTS_SIM_PASS void draw(const Thresholds& t, const Node& node, int q, std::int3
     }
 }
 
+// A draw's outcome field: mix64's top 24 bits. mix64 ends with x ^ (x >> 31), whose top 33
+// bits are x's, so the field skips that last step.
+inline std::int32_t outcome_of(std::uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return static_cast<std::int32_t>(x >> kOutcomeShift);
+}
+
+// out[i]: the class of each sample's code (kMissing, kCorrect, or 1 for any wrong answer),
+// hashing and drawing in one pass: only the outcome field decides it. First answers have one
+// threshold; other nodes read theirs from Scratch::threshold.
+PYTTS_SIM_PASS void draw_classes(const Thresholds& t, const Node& node, int q, std::uint64_t base,
+                                 const std::uint64_t* PYTTS_RESTRICT sample_mix, int m,
+                                 const Scratch& w, std::int32_t* PYTTS_RESTRICT out) {
+    const std::int32_t fail = static_cast<std::int32_t>(t.fail[node.model]);
+    if (node.kind == kAnswer) {
+        const auto th = static_cast<std::int32_t>(
+            t.right[(static_cast<std::int64_t>(node.model) * t.Q + q) * 4 + kFirst]);
+        for (int i = 0; i < m; ++i) {
+            const std::int32_t outcome = outcome_of(base ^ sample_mix[i]);
+            out[i] = outcome < fail ? kMissing : outcome < th ? kCorrect : 1;
+        }
+        return;
+    }
+    const std::int32_t* PYTTS_RESTRICT th = w.threshold;
+    for (int i = 0; i < m; ++i) {
+        const std::int32_t outcome = outcome_of(base ^ sample_mix[i]);
+        out[i] = outcome < fail ? kMissing : outcome < th[i] ? kCorrect : 1;
+    }
+}
+
 PYTTS_SIM_PASS void draw_codes(const Thresholds& t, const Node& node, int q, std::int32_t keep,
                                int m, Scratch& w, std::int32_t* out) {
     switch (t.C) {  // the distractor count fixes the inner loop, so it unrolls
@@ -350,6 +414,12 @@ PYTTS_SIM_PASS void run_block(const Thresholds& t, const Plan& plan, std::size_t
     for (std::size_t n = 0; n < stop; ++n) {
         const Node& node = plan.nodes[n];
         const std::uint64_t base = node_base[n];
+        for (int j = 0; j < node.n_inputs; ++j) in[j] = w.codes.data() + node.inputs[j] * kBlock;
+        if (!node.exact) {
+            if (node.kind != kAnswer) thresholds(t, node, q, in, m, w);
+            draw_classes(t, node, q, base, sample_mix, m, w, w.codes.data() + n * kBlock);
+            continue;
+        }
         std::int32_t* PYTTS_RESTRICT outcome = w.outcome;
         std::uint32_t* PYTTS_RESTRICT low = w.low;
         for (int i = 0; i < m; ++i) {
@@ -357,7 +427,6 @@ PYTTS_SIM_PASS void run_block(const Thresholds& t, const Plan& plan, std::size_t
             outcome[i] = static_cast<std::int32_t>(bits >> kOutcomeShift);
             low[i] = static_cast<std::uint32_t>(bits);
         }
-        for (int j = 0; j < node.n_inputs; ++j) in[j] = w.codes.data() + node.inputs[j] * kBlock;
         const std::int32_t keep = thresholds(t, node, q, in, m, w);
         draw_codes(t, node, q, keep, m, w, w.codes.data() + n * kBlock);
     }
@@ -462,7 +531,6 @@ inline BadValue simulate_runs(const Batch& g, const Thresholds& t, const Runs& r
     for (std::int64_t b = 0; b < g.B; ++b) {
         if (!detail::make_plan(g, t, b, plan, bad)) return bad;
         w.codes.assign(plan.nodes.size() * detail::kBlock, kMissing);
-        w.pick.resize(static_cast<std::size_t>(t.P));
         for (int q = 0; q < t.Q; ++q) {
             detail::node_bases(plan, g, b, runs, q, base);
             const std::int64_t run = (b * t.Q + q) * S;
@@ -487,8 +555,8 @@ inline BadValue simulate_expect(const Batch& g, const Thresholds& t, const Runs&
     for (std::int64_t b = 0; b < g.B; ++b) {
         if (!detail::make_plan(g, t, b, plan, bad)) return bad;
         const bool lone = lone_sink_mean && plan.sinks.size() == 1;
+        detail::mark_exact(plan, lone);
         w.codes.assign(plan.nodes.size() * detail::kBlock, kMissing);
-        w.pick.resize(static_cast<std::size_t>(t.P));
         for (int q = 0; q < t.Q; ++q) {
             detail::node_bases(plan, g, b, runs, q, base);
             std::int64_t sum = 0;

@@ -47,8 +47,9 @@ def graphs(draw, depth: int, width: int) -> CollaborationGraph:
 
 
 @st.composite
-def cases(draw):
-    """Random graphs, preset, questions, samples and seed, as kernel arguments."""
+def cases(draw, long_runs: bool = False):
+    """Random graphs, preset, questions, samples and seed, as kernel arguments; ``long_runs``
+    draws hundreds of consecutive sample numbers instead of a few arbitrary ones."""
     depth, width = draw(st.integers(1, 4)), draw(st.integers(1, 5))
     batch = draw(st.lists(graphs(depth, width), min_size=1, max_size=4))
     preset = PRESETS[draw(st.sampled_from(sorted(PRESETS)))]
@@ -60,8 +61,12 @@ def cases(draw):
              for g in batch]
     sim_graphs = kernel.SimGraphs.of(batch, names)
     th = Thresholds.of(preset, questions, sim_graphs.max_fuser_inputs)
-    samples = np.array(draw(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=6)),
-                       np.uint64)
+    if long_runs:
+        samples = np.arange(draw(st.integers(1, 700)), dtype=np.uint64) + np.uint64(
+            draw(st.integers(0, 2**32)))
+    else:
+        samples = np.array(draw(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=6)),
+                           np.uint64)
     seed = draw(st.integers(0, 2**64 - 1))
     return kernel.kernel_arguments(sim_graphs, th, question_keys(questions), samples, seed)
 
@@ -112,6 +117,39 @@ def test_corrupted_arguments_raise_value_errors_never_crash(args, seed):
         core.sim_expect(*args, True)
     except ValueError:
         pass
+
+
+@given(cases(long_runs=True))
+@settings(max_examples=25, deadline=None)
+def test_the_twins_agree_on_runs_that_fill_vectors_and_blocks(args):
+    # Hundreds of samples reach the kernel's vector loops, their scalar tails and its
+    # 512-sample blocks; a lone sink's inputs are drawn by class only there.
+    core = require_core()
+    for lone in (False, True):
+        for got, want in zip(core.sim_expect(*args, lone), simulate_reference.sim_expect(*args,
+                                                                                         lone)):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("layers, roles", [
+    ([[0, 1, 2, 3], [4]], [[0] * 4, [0]]),                   # a lone refiner over four attempts
+    ([[0, 1, 2], [4, 5], [5]], [[0] * 3, [0, 0], [1]]),       # refiners feeding a lone fuser
+    ([[0, 1, 2, 3], [4, 5], [5]], [[0] * 4, [1, 0], [0]]),    # fuser and refiner, lone refiner
+    ([[0, 1, 2, 3, 4, 5], [3], [5]], [[0] * 6, [1], [1]]),    # a fuser of six (a wide table)
+])
+def test_the_twins_agree_on_every_kind_of_lone_sink(layers, roles):
+    # A lone sink's ancestors that only feed counts are drawn by class, the others exactly:
+    # these graphs put refiners of several inputs (whose check reads a plurality of exact codes)
+    # under fusers and refiners, over enough samples to meet every tie.
+    core = require_core()
+    sim = SimulatedPool("math-like")
+    questions = sim.task(8).questions
+    graph = CollaborationGraph.layered(layers, sim.pool.names, roles=roles)
+    sim_graphs = kernel.SimGraphs.of([graph], sim.pool.names)
+    args = kernel.kernel_arguments(sim_graphs, Thresholds.of(sim.preset, questions, 6),
+                                   question_keys(questions), np.arange(2000), 7)
+    for got, want in zip(core.sim_expect(*args, True), simulate_reference.sim_expect(*args, True)):
+        np.testing.assert_array_equal(got, want)
 
 
 def _one(graph, th, questions, samples=(0,), seed=0):
