@@ -114,7 +114,15 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
               and len(set(r.graph.model[0][r.graph.model[0] >= 0].tolist())) == 1]
     best_pilot = max((_truth_of(truth, r.graph, cache) for r in pilots), default=None)
     evaluated = [r for r in report.history if not r.reused]
+    # what the search found (the best graph it evaluated, by the truth no searcher sees), so
+    # the table can tell search from selection
+    found, best = {}, 0.0
+    for i, r in enumerate(evaluated, start=1):
+        best = max(best, _truth_of(truth, r.graph, cache))
+        if i in CHECKPOINTS:
+            found[i] = best
     return {"spec": asdict(spec), "returned": returned, "best_pilot": best_pilot,
+            "best_evaluated": found,
             "cpu_s": cpu, "bad_replies": getattr(searcher, "bad_replies", 0),
             "calls_made": report.calls_made + report.selection_calls,
             "calls_served": report.calls_served,
