@@ -16,13 +16,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
 from .errors import ConfigError
 from .graph import MAX_DEPTH, MAX_WIDTH
+from .registry import AGENT_NAMES, RUN_TASK_NAMES, SEARCHER_NAMES
 
-SEARCHERS = ("agent-reinforce", "reinforce", "random", "tpe", "llm-optimizer", "exhaustive")
 OBJECTIVES = ("accuracy", "accuracy-latency")
-TASKS = ("sim", "arith", "math", "mmlu", "humaneval")
-AGENTS = ("heuristic", "llm")
 
 
 def _choice(allowed: tuple[str, ...]) -> dict:
@@ -55,11 +54,11 @@ class SearchConfig:
 
     name: str | None = None
     pool: str = "sim:math-like"
-    task: str = field(default="sim", metadata=_choice(TASKS))
+    task: str = field(default="sim", metadata=_choice(RUN_TASK_NAMES))
     dataset: str | None = None
     n_questions: int = field(default=40, metadata=_range(1, 1_000_000))
     budget: str | None = None
-    searcher: str = field(default="agent-reinforce", metadata=_choice(SEARCHERS))
+    searcher: str = field(default="agent-reinforce", metadata=_choice(SEARCHER_NAMES))
     n_evals: int = field(default=32, metadata=_range(1, 1_000_000))
     batch_size: int = field(default=4, metadata=_range(1, 10_000))
     depth: int | None = field(default=None, metadata=_range(1, MAX_DEPTH))
@@ -67,10 +66,10 @@ class SearchConfig:
     objective: str = field(default="accuracy", metadata=_choice(OBJECTIVES))
     latency_penalty: float = field(default=0.01, metadata=_range(0.0, 1e6))
     seed: int = field(default=0, metadata=_range(0, 2 ** 63 - 1))
-    concurrency: int = field(default=16, metadata=_range(1, 10_000))
-    timeout_s: float = field(default=120.0, metadata=_range(0.0, 86_400.0, above=True))
-    max_tokens: int = field(default=512, metadata=_range(1, 1_000_000))
-    agent: str = field(default="heuristic", metadata=_choice(AGENTS))
+    concurrency: int = field(default=DEFAULT_CONCURRENCY, metadata=_range(1, 10_000))
+    timeout_s: float = field(default=DEFAULT_TIMEOUT_S, metadata=_range(0.0, 86_400.0, above=True))
+    max_tokens: int = field(default=DEFAULT_MAX_TOKENS, metadata=_range(1, 1_000_000))
+    agent: str = field(default="heuristic", metadata=_choice(AGENT_NAMES))
     agent_endpoint: str | None = None
     agent_model: str | None = None
     agent_context_tokens: int | None = field(default=None, metadata=_range(256, 10_000_000))

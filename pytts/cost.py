@@ -74,12 +74,6 @@ class CostModel:
         tokens = self.base_prompt_tokens + extra_prompt_tokens + spec.out_tokens
         return float(flops_per_token(spec.params_b) * tokens)
 
-    def call_latency(self, model: int | str, extra_prompt_tokens: float = 0.0) -> float:
-        """Seconds of one call of ``model`` (overhead + prefill + decode)."""
-        spec = self.pool[model]
-        prompt = self.base_prompt_tokens + extra_prompt_tokens
-        return spec.overhead_s + prompt / spec.prefill_tps + spec.out_tokens / spec.decode_tps
-
     def min_graph_flops(self) -> float:
         """FLOPs of the cheapest possible graph: one call of the cheapest model."""
         base = self.base_prompt_tokens

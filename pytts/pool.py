@@ -69,11 +69,6 @@ class ModelSpec:
             raise ConfigError(f"{where}: prompt_style must be one of {PROMPT_STYLES}, "
                               f"got {self.prompt_style!r}")
 
-    @property
-    def server_model(self) -> str:
-        """The name to send to the endpoint."""
-        return self.api_model or self.name
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
         """Build from a mapping, rejecting unknown fields by name."""

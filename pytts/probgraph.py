@@ -119,30 +119,6 @@ class ProbGraph:
         pg.model_logits[:] = np.log(weights)
         return pg
 
-    @classmethod
-    def from_graph(cls, graph: CollaborationGraph, temperature: float = 1.0,
-                   n_roles: int = len(ROLES)) -> "ProbGraph":
-        """A distribution peaked on ``graph``: its choices get logit ``1/temperature``, others 0.
-
-        Lower temperatures concentrate more mass on the graph; edges present get ``+1/T``,
-        absent ones ``-1/T``.
-        """
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        d, w = graph.template
-        pg = cls.uniform(d, w, graph.model_names, n_roles)
-        s = 1.0 / temperature
-        depth = graph.depth
-        pg.depth_logits[depth - 1] = s
-        for l, lw in enumerate(graph.layer_widths):
-            pg.width_logits[depth - 1, l, lw - 1] = s
-            for i in range(lw):
-                pg.model_logits[l, i, graph.model[l, i]] = s
-                pg.role_logits[l, i, graph.role[l, i]] = s
-        if d > 1:
-            pg.edge_logits[:] = np.where(graph.edges.astype(bool), s, -s)
-        return pg
-
     # ------------------------------------------------------------- shape
     @property
     def depth_max(self) -> int:
@@ -223,11 +199,6 @@ class ProbGraph:
         model, role, edges, logp, stats = kernels.sample_graphs(
             self._kernel_logits(), n, seed, table, limit, max_draws=max_draws)
         return GraphBatch._of_samples(model, role, edges), logp, stats
-
-    def sample_graphs(self, n: int, seed: int, budget=None, cost=None) -> list[CollaborationGraph]:
-        """Like `sample`, as `CollaborationGraph` objects."""
-        batch, _, _ = self.sample(n, seed, budget, cost)
-        return list(batch.graphs(self.model_names))
 
     def log_prob(self, graphs: GraphBatch | CollaborationGraph | Sequence[CollaborationGraph]
                  ) -> np.ndarray:

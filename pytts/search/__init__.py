@@ -20,12 +20,11 @@ from .reinforce import Reinforce
 from .checkpoint import Checkpoint
 from .run import SearchProgress, SearchReport, run_search, run_search_sync
 from .tpe import TPE
+from ..registry import SEARCHER_NAMES, searcher_class
 
-SEARCHERS: dict[str, type[Searcher]] = {
-    cls.name: cls for cls in (AgentReinforce, RandomSearch, Exhaustive, Reinforce, TPE,
-                              LLMOptimizer)
-}
-"""Searcher classes by their ``name`` (what a CLI flag or a config file says)."""
+SEARCHERS: dict[str, type[Searcher]] = {name: searcher_class(name) for name in SEARCHER_NAMES}
+"""Searcher classes by their ``name`` (what a CLI flag or a config file says), in the order of
+`pytts.registry.SEARCHER_NAMES`."""
 
 __all__ = [
     "Accuracy", "AccuracyLatency", "Agent", "AgentContext", "AgentReinforce", "Checkpoint",

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import AGENT_MAX_TOKENS, AGENT_TEMPERATURE
 from ..errors import AgentReplyError, LLMError
 from ..graph import FUSER, CollaborationGraph
 from ..llm.base import LLMClient
@@ -271,8 +272,8 @@ class LLMAgent(Agent):
     never stops for the agent.
     """
 
-    def __init__(self, client: LLMClient, model: str, *, temperature: float = 0.2,
-                 max_tokens: int = 512, top_k: int = 20, seed: int = 0,
+    def __init__(self, client: LLMClient, model: str, *,
+                 temperature: float = AGENT_TEMPERATURE, max_tokens: int = AGENT_MAX_TOKENS, top_k: int = 20, seed: int = 0,
                  fallback: HeuristicAgent | None = None,
                  context_tokens: int | None = None) -> None:
         self.client = client

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..cost import CostModel
+from ..defaults import OPTIMIZER_MAX_TOKENS, OPTIMIZER_TEMPERATURE
 from ..errors import AgentReplyError, LLMError
 from ..graph import CollaborationGraph
 from ..llm.base import Completion, LLMClient, Message
@@ -52,8 +53,8 @@ class LLMOptimizer(Searcher):
     name = "llm-optimizer"
 
     def __init__(self, *args: Any, client: LLMClient | None = None, model: str = OFFLINE_MODEL,
-                 top_k: int = 20, extra: int = 2, temperature: float = 1.0,
-                 max_tokens: int = 2048, context_tokens: int | None = None,
+                 top_k: int = 20, extra: int = 2, temperature: float = OPTIMIZER_TEMPERATURE,
+                 max_tokens: int = OPTIMIZER_MAX_TOKENS, context_tokens: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.offline = client is None
@@ -154,7 +155,8 @@ class OfflineProposer:
     """
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 1.0, max_tokens: int = 2048,
+                       temperature: float = OPTIMIZER_TEMPERATURE,
+                       max_tokens: int = OPTIMIZER_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         # Its replies follow the optimizer's schema by construction; json_schema adds nothing.

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..cost import Budget, CostModel
+from ..defaults import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 from ..errors import LLMError
 from ..graph import CollaborationGraph, GraphBatch
 from ..llm.base import Completion, Message, sample_seed
@@ -157,7 +158,8 @@ class SimulatedPool:
 
     # ------------------------------------------------------------------ LLMClient
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 0.7, max_tokens: int = 256,
+                       temperature: float = DEFAULT_TEMPERATURE,
+                       max_tokens: int = DEFAULT_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """``n`` simulated replies of ``model`` to ``messages`` (see the class docstring);
