@@ -2,9 +2,20 @@
 calls) for a task, a model pool and a FLOPs budget, with Agent-REINFORCE and its baselines."""
 
 from .cost import Budget, CostModel
-from .errors import (AgentReplyError, BankError, BankMissError, BudgetError, ConfigError,
-                     EndpointUnreachableError, LLMError, LLMTimeoutError, PyttsError,
-                     RateLimitError, SandboxError, ServerExitedError)
+from .errors import (
+                     AgentReplyError,
+                     BankError,
+                     BankMissError,
+                     BudgetError,
+                     ConfigError,
+                     EndpointUnreachableError,
+                     LLMError,
+                     LLMTimeoutError,
+                     PyttsError,
+                     RateLimitError,
+                     SandboxError,
+                     ServerExitedError,
+)
 from .graph import MAX_DEPTH, MAX_WIDTH, ROLES, CollaborationGraph, GraphBatch
 from .kernels import BACKEND
 from .pool import ModelPool, ModelSpec

@@ -8,8 +8,8 @@ import dataclasses
 import json
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -119,8 +119,14 @@ class _ProgressBar:
     """A rich progress bar fed by run_search's progress callback."""
 
     def __init__(self, console: Console, total: int) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("best {task.fields[best]}"),
                                  TextColumn("calls {task.fields[calls]}"),
@@ -128,7 +134,7 @@ class _ProgressBar:
                                  console=console, transient=False)
         self.task = self.progress.add_task("search", total=total, best="-", calls="-")
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         self.progress.start()
         return self
 

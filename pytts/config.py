@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 import typing
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+import tomllib
 
 from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
 from .errors import ConfigError
@@ -119,7 +121,7 @@ class SearchConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "config") -> "SearchConfig":
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "config") -> SearchConfig:
         unknown = sorted(set(data) - set(cls.keys()))
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: "
@@ -130,7 +132,7 @@ class SearchConfig:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "SearchConfig":
+    def from_file(cls, path: str | Path) -> SearchConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
@@ -167,7 +169,7 @@ class SearchConfig:
                 raise ConfigError(f"{key} = {value!r} cannot be created: {parent} is not a "
                                   "directory")
 
-    def with_absolute_paths(self) -> "SearchConfig":
+    def with_absolute_paths(self) -> SearchConfig:
         """A copy whose file paths (pool file, dataset, bank, runs_dir) are absolute, so the
         config means the same from any working directory (``--resume``, ``compare``)."""
         paths = {key: str(Path(value).expanduser().resolve())
@@ -177,7 +179,7 @@ class SearchConfig:
                  if value}
         return dataclasses.replace(self, **paths)
 
-    def merged(self, overrides: Mapping[str, Any]) -> "SearchConfig":
+    def merged(self, overrides: Mapping[str, Any]) -> SearchConfig:
         """A copy with the non-None ``overrides`` applied (flags over the file)."""
         data = dataclasses.asdict(self)
         data.update({k: v for k, v in overrides.items() if v is not None})

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ConfigError
 from .evaluate import EvalResult, Evaluator

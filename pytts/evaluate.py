@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from scipy.special import ndtri
 
@@ -53,12 +53,12 @@ class EvalResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EvalResult":
+    def from_dict(cls, data: dict) -> EvalResult:
         return cls(**data)
 
     @classmethod
     def from_scores(cls, correct: Sequence[bool], *, mean_flops: float, mean_latency_s: float,
-                    answers: Sequence[str | None] | None = None, **extra) -> "EvalResult":
+                    answers: Sequence[str | None] | None = None, **extra) -> EvalResult:
         """Build from per-question correctness (accuracy and interval computed here)."""
         k, n = int(sum(correct)), len(correct)
         low, high = wilson_interval(k, n)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -37,12 +37,12 @@ class ProbGraphGrad:
     def arrays(self) -> tuple[np.ndarray, ...]:
         return tuple(getattr(self, f) for f in _LOGIT_FIELDS)
 
-    def __mul__(self, scale: float) -> "ProbGraphGrad":
+    def __mul__(self, scale: float) -> ProbGraphGrad:
         return ProbGraphGrad(*(a * scale for a in self.arrays()))
 
     __rmul__ = __mul__
 
-    def __add__(self, other: "ProbGraphGrad") -> "ProbGraphGrad":
+    def __add__(self, other: ProbGraphGrad) -> ProbGraphGrad:
         return ProbGraphGrad(*(a + b for a, b in zip(self.arrays(), other.arrays())))
 
     def norm(self) -> float:
@@ -84,7 +84,7 @@ class ProbGraph:
     # ------------------------------------------------------------- constructors
     @classmethod
     def uniform(cls, depth: int, width: int, model_names: Sequence[str],
-                n_roles: int = len(ROLES)) -> "ProbGraph":
+                n_roles: int = len(ROLES)) -> ProbGraph:
         """All logits zero: depth, widths, models and roles uniform; each edge p = 0.5."""
         check_template(depth, width)
         k = len(model_names)
@@ -97,7 +97,7 @@ class ProbGraph:
     @classmethod
     def from_preference(cls, depth: int, width: int, model_names: Sequence[str],
                         preference: Sequence[float] | dict[str, float],
-                        n_roles: int = len(ROLES)) -> "ProbGraph":
+                        n_roles: int = len(ROLES)) -> ProbGraph:
         """Uniform structure; every slot's model distribution proportional to ``preference``.
 
         ``preference`` is a weight per model (a sequence in pool order or a name -> weight
@@ -139,7 +139,7 @@ class ProbGraph:
     def logit_arrays(self) -> tuple[np.ndarray, ...]:
         return tuple(getattr(self, f) for f in _LOGIT_FIELDS)
 
-    def copy(self) -> "ProbGraph":
+    def copy(self) -> ProbGraph:
         return ProbGraph(*(a.copy() for a in self.logit_arrays()), model_names=self.model_names)
 
     # ------------------------------------------------------------- distributions
@@ -213,7 +213,7 @@ class ProbGraph:
         return ProbGraphGrad(*kernels.grad_log_prob(self._kernel_logits(), batch.model,
                                                     batch.role, batch.edges, weights))
 
-    def step(self, direction: ProbGraphGrad, lr: float) -> "ProbGraph":
+    def step(self, direction: ProbGraphGrad, lr: float) -> ProbGraph:
         """A new ProbGraph moved ``lr`` along ``direction`` (gradient ascent)."""
         moved = [a + lr * g for a, g in zip(self.logit_arrays(), direction.arrays())]
         return ProbGraph(*moved, model_names=self.model_names)
@@ -267,7 +267,7 @@ class ProbGraph:
         np.savez(path, *self.logit_arrays(), model_names=json.dumps(list(self.model_names)))
 
     @classmethod
-    def load(cls, path: str | Path) -> "ProbGraph":
+    def load(cls, path: str | Path) -> ProbGraph:
         with np.load(path, allow_pickle=False) as data:
             arrays = [data[f"arr_{k}"] for k in range(len(_LOGIT_FIELDS))]
             names = tuple(json.loads(str(data["model_names"])))
@@ -282,7 +282,7 @@ class ProbGraph:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "ProbGraph":
+    def from_state_dict(cls, state: dict) -> ProbGraph:
         return cls(*(np.asarray(state[f], dtype=np.float64).reshape(state["shapes"][f])
                      for f in _LOGIT_FIELDS), model_names=tuple(state["model_names"]))
 

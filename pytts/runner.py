@@ -19,14 +19,15 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .config import SearchConfig
 from .cost import Budget, CostModel
 from .errors import ConfigError, PyttsError
-from .evaluate import EvalResult, Evaluator
+from .evaluate import Evaluator
 from .execute import GraphExecutor
 from .graph import CollaborationGraph
 from .llm.bank import BankedClient, ResponseBank
@@ -34,8 +35,8 @@ from .llm.base import LLMClient
 from .llm.openai import check_http_url
 from .pool import ModelPool
 from .search import SEARCHERS, Accuracy, AccuracyLatency, Searcher, TrialRecord
-from .search.racing import RacingPolicy
 from .search.checkpoint import HISTORY_FILE, STATE_FILE
+from .search.racing import RacingPolicy
 from .search.run import SearchProgress, SearchReport, run_search
 from .tasks.base import Task
 
@@ -382,7 +383,8 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
 def racing_policy(config: SearchConfig, n_questions: int) -> RacingPolicy | None:
     """Racing for a dev set of ``n_questions``: 70% race questions in three stages (a quarter,
     half, all of them), the rest confirm the returned graph; None when racing is off, the dev
-    set is too small to split (under 20 questions), or candidates run on Ray workers (which score whole dev sets)."""
+    set is too small to split (under 20 questions), or candidates run on Ray workers (which
+    score whole dev sets)."""
     if config.racing == "off" or config.ray or n_questions < 20:
         return None
     n_race = max(4, round(0.7 * n_questions))
@@ -461,7 +463,8 @@ def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport,
 def summary_markdown(setup: RunSetup, report: SearchReport, replies: dict | None = None) -> str:
     config = setup.config
     lines = [f"# pytts search: {config.name or ''}", "",
-             f"- searcher: `{config.searcher}`, objective: `{config.objective}`, seed {config.seed}",
+             f"- searcher: `{config.searcher}`, objective: `{config.objective}`, "
+             f"seed {config.seed}",
              f"- pool: `{config.pool}` ({', '.join(setup.pool.names)})",
              f"- task: `{config.task}`, {len(setup.task.questions)} dev questions",
              f"- budget: {setup.budget_flops:.3g} FLOPs per query; template "
@@ -511,12 +514,6 @@ def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     return [line + ".", ""]
 
 
-def read_best(path: str | Path) -> tuple[CollaborationGraph, dict]:
-    """The graph of a ``best_graph.json`` (or of a bare graph JSON) and its extra fields."""
-    data = json.loads(Path(path).read_text())
-    graph_data = data.get("graph", data)
-    names = sorted({n["model"] for n in graph_data.get("nodes", [])})
-    return CollaborationGraph.from_dict(graph_data, names), data
 def read_best(path: str | Path,
               model_names: Sequence[str] | None = None) -> tuple[CollaborationGraph, dict]:
     """The graph of a ``best_graph.json`` (or of a bare graph JSON) and its extra fields.

@@ -9,12 +9,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
-
 from fake_openai import FakeOpenAI
+
 from pytts.errors import BankError, BankMissError, LLMError
 from pytts.llm.bank import BankedClient, ResponseBank, params_hash, prompt_hash
 from pytts.llm.base import Completion, SamplingParams, sample_seed

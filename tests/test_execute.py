@@ -7,6 +7,7 @@ import logging
 import time
 
 import pytest
+from fake_openai import FakeOpenAI
 
 from pytts import CollaborationGraph, EndpointUnreachableError, LLMError, ModelPool
 from pytts.evaluate import Evaluator
@@ -14,8 +15,6 @@ from pytts.execute import GraphExecutor
 from pytts.llm.openai import RetryPolicy
 from pytts.llm.router import RoutedClient
 from pytts.tasks.arith import ArithTask
-
-from fake_openai import FakeOpenAI
 
 DELAY_S = 0.25
 

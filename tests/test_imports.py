@@ -18,7 +18,8 @@ ABOVE_LLM = ("pytts.search", "pytts.sim", "pytts.tasks")
 # and prompts (which import pytts.llm back), so its own imports are not checked. Nothing else is
 # exempt, and once the file is gone the exemption is void.
 BEING_MOVED = {PACKAGE / "llm" / "sim.py"}
-# What the kernel layer may import from pytts: the kernel face, its two backends and what they share.
+# What the kernel layer may import from pytts: the kernel face, its two backends and what they
+# share.
 KERNEL_LAYER = {"pytts.kernels", "pytts._reference", "pytts._core", "pytts.constants",
                 "pytts.logspace", "pytts.errors"}
 

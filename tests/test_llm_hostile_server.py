@@ -9,15 +9,15 @@ import os
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from hostile_openai import serving
-from pytts.errors import ConfigError, LLMError
+
 from pytts.defaults import MAX_RETRIES
+from pytts.errors import ConfigError, LLMError
 from pytts.llm.openai import MAX_RESPONSE_BYTES, OpenAIClient, RetryPolicy
 
 pytestmark = pytest.mark.server
@@ -48,7 +48,7 @@ class PeakRss:
     """The largest resident-set growth of this process while the block runs (sampled every
     2 ms from /proc/self/statm, so a short spike is seen, not just where memory settles)."""
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self.base = self.peak = _rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)

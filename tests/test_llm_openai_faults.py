@@ -7,14 +7,20 @@ import logging
 import random
 import socket
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
-
 from fake_openai import FakeOpenAI
+
 from pytts.defaults import BACKOFF_MAX_S, MAX_RETRIES
-from pytts.errors import (ConfigError, EndpointUnreachableError, LLMError, LLMTimeoutError,
-                          RateLimitError, ServerExitedError)
+from pytts.errors import (
+    ConfigError,
+    EndpointUnreachableError,
+    LLMError,
+    LLMTimeoutError,
+    RateLimitError,
+    ServerExitedError,
+)
 from pytts.llm.base import sample_seed
 from pytts.llm.openai import OpenAIClient, RetryPolicy, _parse_retry_after
 

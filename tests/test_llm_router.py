@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import pytest
-
 from fake_openai import FakeOpenAI
+
 from pytts.errors import ConfigError, LLMError, RateLimitError
 from pytts.llm.openai import RetryPolicy
 from pytts.llm.router import RoutedClient

@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from local_server import local_server  # noqa: F401 - the session fixture
 from pytts import runner
 from pytts.config import SearchConfig
 from pytts.errors import LLMError, ServerExitedError
 from pytts.llm.bank import BankedClient, ResponseBank
-from pytts.llm.local import (REINSTALL_PORTABLE, SERVED_MODEL, LocalServer, local_gguf_path,
-                             local_pool_specs)
+from pytts.llm.local import (
+    REINSTALL_PORTABLE,
+    SERVED_MODEL,
+    LocalServer,
+    local_gguf_path,
+    local_pool_specs,
+)
 from pytts.llm.openai import OpenAIClient
 from pytts.llm.router import RoutedClient
 

@@ -14,8 +14,14 @@ from test_search_fakes import ToyEvaluator, make_searcher, toy_cost
 from pytts.errors import AgentReplyError
 from pytts.llm.openai import OpenAIClient, RetryPolicy
 from pytts.search import Accuracy, HeuristicAgent, LLMAgent, LLMOptimizer, run_search
-from pytts.search.llm_io import (AgentContext, ScoredGraph, graph_from_compact, graph_to_compact,
-                                parse_feedback, read_context)
+from pytts.search.llm_io import (
+    AgentContext,
+    ScoredGraph,
+    graph_from_compact,
+    graph_to_compact,
+    parse_feedback,
+    read_context,
+)
 
 pytestmark = pytest.mark.server
 

@@ -17,7 +17,8 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..defaults import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 from ..errors import BankError, BankMissError, LLMError

@@ -14,17 +14,32 @@ import math
 import os
 import random
 import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from time import monotonic, perf_counter
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 
-from ..defaults import (BACKOFF_BASE_S, BACKOFF_MAX_S, DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS,
-                        DEFAULT_TEMPERATURE, DEFAULT_TIMEOUT_S, MAX_RETRIES)
-from ..errors import (ConfigError, ContextOverflowError, EndpointUnreachableError, LLMError,
-                      LLMTimeoutError, RateLimitError, ServerExitedError)
+from ..defaults import (
+    BACKOFF_BASE_S,
+    BACKOFF_MAX_S,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT_S,
+    MAX_RETRIES,
+)
+from ..errors import (
+    ConfigError,
+    ContextOverflowError,
+    EndpointUnreachableError,
+    LLMError,
+    LLMTimeoutError,
+    RateLimitError,
+    ServerExitedError,
+)
 from . import dialects
 from .base import Completion, Liveness, Message, sample_seed
 
@@ -224,11 +239,11 @@ class OpenAIClient:
     and bound to that loop, and a semaphore that caps the requests in flight at
     ``max_concurrency``. ``timeout_s`` bounds each attempt; failed attempts are retried per
     ``retry`` (a :class:`RetryPolicy`, default the policy of `pytts.defaults`). When they run
-    out, a 429 fails with `RateLimitError`, timeouts with `LLMTimeoutError`. A response body is read in chunks and refused (an LLMError naming the
-    limit, not retried) once it passes ``max_response_bytes``, so an endless or huge body cannot
-    exhaust memory; bodies are requested and read uncompressed. The API key (``api_key`` or the
-    environment variable named by ``api_key_env``) is sent as a Bearer token and never shown in
-    ``repr``, errors or logs.
+    out, a 429 fails with `RateLimitError`, timeouts with `LLMTimeoutError`. A response body is
+    read in chunks and refused (an LLMError naming the limit, not retried) once it passes
+    ``max_response_bytes``, so an endless or huge body cannot exhaust memory; bodies are
+    requested and read uncompressed. The API key (``api_key`` or the environment variable named
+    by ``api_key_env``) is sent as a Bearer token and never shown in ``repr``, errors or logs.
 
     Each returned :class:`Completion` carries the request's prompt tokens (the prompt is shared by
     all ``n`` choices), its share of the completion tokens and the wall time of the attempt that

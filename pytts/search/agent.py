@@ -23,9 +23,18 @@ from ..errors import AgentReplyError, LLMError
 from ..graph import FUSER, CollaborationGraph
 from ..llm.base import LLMClient
 from .channel import LLMChannel, Prompt, PromptVariant
-from .llm_io import (AGENT_FEEDBACK_USER, AGENT_INIT_USER, AGENT_SYSTEM, AgentContext,
-                     ScoredGraph, Update, agent_reply_schema, describe_compact, parse_feedback,
-                     render_context)
+from .llm_io import (
+    AGENT_FEEDBACK_USER,
+    AGENT_INIT_USER,
+    AGENT_SYSTEM,
+    AgentContext,
+    ScoredGraph,
+    Update,
+    agent_reply_schema,
+    describe_compact,
+    parse_feedback,
+    render_context,
+)
 
 log = logging.getLogger("pytts.search")
 
@@ -64,8 +73,8 @@ class Agent(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what `state_dict` saved (a stateless agent has nothing to restore)."""
 
 
 # ===================================================================== heuristic agent
@@ -164,9 +173,9 @@ class HeuristicAgent(Agent):
         or for later steps (refinements and fusions), given the scores so far.
 
         A model's credit is the mean value of the graphs it appears in, weighted by its share
-        of their nodes of that part; its uncertainty is the dev-score noise over the square root of that
-        total share (a model never used gets the overall mean and a wide prior). The weight is
-        P(this credit is the largest) under independent normals, computed on a fixed grid.
+        of their nodes of that part; its uncertainty is the dev-score noise over the square root
+        of that total share (a model never used gets the overall mean and a wide prior). The
+        weight is P(this credit is the largest) under independent normals, computed on a fixed grid.
         """
         names = ctx.cost.pool.names
         values = np.array([s.value for s in scored])
@@ -273,7 +282,8 @@ class LLMAgent(Agent):
     """
 
     def __init__(self, client: LLMClient, model: str, *,
-                 temperature: float = AGENT_TEMPERATURE, max_tokens: int = AGENT_MAX_TOKENS, top_k: int = 20, seed: int = 0,
+                 temperature: float = AGENT_TEMPERATURE, max_tokens: int = AGENT_MAX_TOKENS,
+                 top_k: int = 20, seed: int = 0,
                  fallback: HeuristicAgent | None = None,
                  context_tokens: int | None = None) -> None:
         self.client = client

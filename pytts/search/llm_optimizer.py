@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +23,18 @@ from ..pool import ModelPool, ModelSpec
 from ..probgraph import ProbGraph
 from .base import Searcher
 from .channel import LLMChannel, Prompt, PromptVariant
-from .llm_io import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, extract_json_object,
-                     graph_from_compact, graph_to_compact, optimizer_reply_schema,
-                     read_context, render_context, scored_graphs)
+from .llm_io import (
+    OPTIMIZER_SYSTEM,
+    OPTIMIZER_USER,
+    AgentContext,
+    extract_json_object,
+    graph_from_compact,
+    graph_to_compact,
+    optimizer_reply_schema,
+    read_context,
+    render_context,
+    scored_graphs,
+)
 from .moves import neighbours
 
 log = logging.getLogger("pytts.search")

@@ -14,8 +14,18 @@ import numpy as np
 
 from ..graph import FUSER, MAX_WIDTH
 from .draws import OUTCOME_BITS, fold, run_bits
-from .latent import (ANSWER, CORRECT, FUSE, MISSING, NOISE_BASE, REFINE, Thresholds, node_codes,
-                     right_threshold, vote_codes)
+from .latent import (
+    ANSWER,
+    CORRECT,
+    FUSE,
+    MISSING,
+    NOISE_BASE,
+    REFINE,
+    Thresholds,
+    node_codes,
+    right_threshold,
+    vote_codes,
+)
 
 __all__ = ["sim_expect", "sim_node_keys", "sim_runs"]
 
