@@ -103,15 +103,12 @@ def _flag_values(args: argparse.Namespace) -> dict:
 
 def _search_config(args: argparse.Namespace):
     from .config import SearchConfig
+    from .environment import LocalEnvironment, SimEnvironment
     base = SearchConfig.from_file(args.config) if args.config else SearchConfig()
     if args.demo:
-        # the preset's high budget: there the best graph is a multi-node strategy that beats
-        # every single-model graph, so the search has something to find
-        base = base.merged({"pool": "sim:math-like", "task": "sim", "budget": "high",
-                            "n_questions": 100})
+        base = base.merged(SimEnvironment.presets)
     if args.local:
-        base = base.merged({"pool": "local", "task": "arith", "n_questions": 10,
-                            "n_evals": 6, "batch_size": 2, "concurrency": 2, "max_tokens": 96})
+        base = base.merged(LocalEnvironment.presets)
     return base.merged(_flag_values(args))
 
 
@@ -207,9 +204,7 @@ def _run_search(args: argparse.Namespace, console: Console, setup, run_dir: Path
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     """Score one graph (JSON) on the configured task."""
     from . import runner
-    from .evaluate import Evaluator
-    from .execute import GraphExecutor
-    from .llm.bank import BankedClient, ResponseBank
+    from .llm.bank import ResponseBank
     config = _search_config(args)
     setup = runner.resolve(config)
     runner.check_endpoints(setup)
@@ -218,11 +213,8 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     async def go():
         bank = ResponseBank(config.bank) if config.bank else None
         try:
-            async with runner.open_client(setup) as (client, pool):
-                llm = BankedClient(client, bank) if bank is not None else client
-                executor = GraphExecutor(llm, pool, setup.task, seed=config.seed,
-                                         max_tokens=config.max_tokens)
-                return await Evaluator(executor, concurrency=config.concurrency).evaluate(graph)
+            async with runner.open_evaluator(setup, bank) as (evaluator, _):
+                return await evaluator.evaluate(graph)
         finally:
             if bank is not None:
                 bank.close()
