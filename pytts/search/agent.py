@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
 from ..defaults import AGENT_MAX_TOKENS, AGENT_TEMPERATURE
 from ..errors import AgentReplyError, LLMError
@@ -193,11 +194,14 @@ _UNSEEN_SD = 0.15
 
 
 def _prob_best(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """P(X_k is the largest) for independent X_k ~ N(mean_k, sd_k), by quadrature on a grid."""
-    from scipy.stats import norm
+    """P(X_k is the largest) for independent X_k ~ N(mean_k, sd_k), by quadrature on a grid.
+
+    The normal pdf and cdf are written out as ``scipy.stats.norm`` computes them (the same
+    floats), since importing scipy.stats costs more than half a second."""
     grid = np.linspace((mean - 6 * sd).min(), (mean + 6 * sd).max(), 2001)
-    pdf = norm.pdf(grid[None, :], mean[:, None], sd[:, None])              # [K, X]
-    cdf = norm.cdf(grid[None, :], mean[:, None], sd[:, None])
+    z = (grid[None, :] - mean[:, None]) / sd[:, None]                       # [K, X]
+    pdf = np.exp(-z ** 2 / 2.0) / np.sqrt(2 * np.pi) / sd[:, None]
+    cdf = ndtr(z)
     log_cdf = np.log(np.maximum(cdf, 1e-300))
     others = np.exp(log_cdf.sum(axis=0)[None, :] - log_cdf)                 # prod over j != k
     p = np.trapezoid(pdf * others, grid, axis=1)
