@@ -137,6 +137,7 @@ def serving() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()     # type: ignore[union-attr]
 
 
 async def serve() -> None:
