@@ -16,7 +16,10 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from types import ModuleType  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -78,10 +81,16 @@ def run(n_texts: int, n_long: int, repeat: int) -> list[tuple[str, str, float]]:
         assert all(o == outs[0] for o in outs), f"implementations disagree on {name}"
     rows = []
     for label, fname, args, items in cases:
-        fns = [(lambda f=getattr(m, fname): [f(a) for a in args], repeat) for m in IMPLS.values()]
+        fns = [(functools.partial(apply_each, getattr(m, fname), args), repeat)
+               for m in IMPLS.values()]
         for impl, seconds in zip(IMPLS, best_times(fns)):
             rows.append((label, impl, seconds / items))
     return rows
+
+
+def apply_each(fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
+    """``fn`` applied to each of ``args`` (one timed unit of work)."""
+    return [fn(a) for a in args]
 
 
 def name_of(label: str) -> str:

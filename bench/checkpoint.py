@@ -29,8 +29,8 @@ import numpy as np
 
 from pytts.evaluate import EvalResult
 from pytts.graph import CollaborationGraph
-from pytts.sim import SimulatedPool
 from pytts.search import RandomSearch, SearchProgress, run_search
+from pytts.sim import SimulatedPool
 
 PRESET = "math-like"
 BUDGET = "high"

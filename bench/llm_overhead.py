@@ -27,9 +27,9 @@ import multiprocessing as mp
 import os
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Awaitable, Callable
 
 MODEL = "bench-model"
 MESSAGES = [{"role": "system", "content": "You are a careful math assistant."},

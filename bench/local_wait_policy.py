@@ -18,7 +18,7 @@ import statistics
 
 from pytts.doctor import SPEED_PROMPT, SPEED_TIMEOUT_S, SPEED_TOKENS
 from pytts.llm.local import SERVED_MODEL, LocalServer
-from pytts.llm.openai import OpenAIClient
+from pytts.llm.openai import OpenAIClient, RetryPolicy
 
 POLICIES = ("PASSIVE", "ACTIVE")
 
@@ -29,7 +29,8 @@ def _spin() -> None:
 
 
 async def _tokens_per_s(url: str) -> float:
-    async with OpenAIClient(url, max_retries=0, timeout_s=SPEED_TIMEOUT_S) as client:
+    async with OpenAIClient(url, retry=RetryPolicy(max_retries=0),
+                            timeout_s=SPEED_TIMEOUT_S) as client:
         out = (await client.complete(SERVED_MODEL, SPEED_PROMPT, max_tokens=SPEED_TOKENS,
                                      temperature=0.0, seed=0))[0]
     return out.completion_tokens / out.latency_s

@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     sets = {"fixed": fixed, "drawn at run time": drawn}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = [f"# Search efficiency on generated landscapes", "",
+    report = ["# Search efficiency on generated landscapes", "",
               f"{args.seeds} seeds, {args.evals} evaluations, racing {RACE_STAGES} + "
               f"{CONFIRM} confirmation questions, batch 4. Accuracy: expected accuracy on the "
               "test split of the graph the search returns; regret in points to the reference "

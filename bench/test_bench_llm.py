@@ -7,7 +7,7 @@ in pyproject) it still checks that a call round-trips.
 from __future__ import annotations
 
 import asyncio
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -1,6 +1,6 @@
 """Type stub of the Cython module ``pytts._answers`` (source: _answers.pyx)."""
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -4,7 +4,8 @@ Every array argument must be a C-contiguous, aligned numpy array of exactly the 
 here (no implicit conversion); anything else is a ValueError naming the argument.
 """
 
-from typing import Final, Sequence
+from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt

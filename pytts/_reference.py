@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -153,7 +153,8 @@ def grad_log_prob(depth_logits, width_logits, model_logits, role_logits, edge_lo
     weights = np.asarray(weights, dtype=np.float64)
     layers = np.arange(d)
 
-    g_depth = np.bincount(depth - 1, weights=weights, minlength=d) - weights.sum() * softmax(depth_logits)
+    g_depth = (np.bincount(depth - 1, weights=weights, minlength=d)
+               - weights.sum() * softmax(depth_logits))
 
     g_width = np.zeros_like(width_logits)
     below = layers[None, :] < depth[:, None]

@@ -8,8 +8,8 @@ import dataclasses
 import json
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -103,15 +103,12 @@ def _flag_values(args: argparse.Namespace) -> dict:
 
 def _search_config(args: argparse.Namespace):
     from .config import SearchConfig
+    from .environment import LocalEnvironment, SimEnvironment
     base = SearchConfig.from_file(args.config) if args.config else SearchConfig()
     if args.demo:
-        # the preset's high budget: there the best graph is a multi-node strategy that beats
-        # every single-model graph, so the search has something to find
-        base = base.merged({"pool": "sim:math-like", "task": "sim", "budget": "high",
-                            "n_questions": 100})
+        base = base.merged(SimEnvironment.presets)
     if args.local:
-        base = base.merged({"pool": "local", "task": "arith", "n_questions": 10,
-                            "n_evals": 6, "batch_size": 2, "concurrency": 2, "max_tokens": 96})
+        base = base.merged(LocalEnvironment.presets)
     return base.merged(_flag_values(args))
 
 
@@ -119,8 +116,14 @@ class _ProgressBar:
     """A rich progress bar fed by run_search's progress callback."""
 
     def __init__(self, console: Console, total: int) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("best {task.fields[best]}"),
                                  TextColumn("calls {task.fields[calls]}"),
@@ -128,7 +131,7 @@ class _ProgressBar:
                                  console=console, transient=False)
         self.task = self.progress.add_task("search", total=total, best="-", calls="-")
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         self.progress.start()
         return self
 
@@ -201,9 +204,7 @@ def _run_search(args: argparse.Namespace, console: Console, setup, run_dir: Path
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     """Score one graph (JSON) on the configured task."""
     from . import runner
-    from .evaluate import Evaluator
-    from .execute import GraphExecutor
-    from .llm.bank import BankedClient, ResponseBank
+    from .llm.bank import ResponseBank
     config = _search_config(args)
     setup = runner.resolve(config)
     runner.check_endpoints(setup)
@@ -212,11 +213,8 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     async def go():
         bank = ResponseBank(config.bank) if config.bank else None
         try:
-            async with runner.open_client(setup) as (client, pool):
-                llm = BankedClient(client, bank) if bank is not None else client
-                executor = GraphExecutor(llm, pool, setup.task, seed=config.seed,
-                                         max_tokens=config.max_tokens)
-                return await Evaluator(executor, concurrency=config.concurrency).evaluate(graph)
+            async with runner.open_evaluator(setup, bank) as (evaluator, _):
+                return await evaluator.evaluate(graph)
         finally:
             if bank is not None:
                 bank.close()

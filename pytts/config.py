@@ -9,20 +9,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 import typing
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+import tomllib
+
+from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT_S
 from .errors import ConfigError
 from .graph import MAX_DEPTH, MAX_WIDTH
+from .registry import AGENT_NAMES, RUN_TASK_NAMES, SEARCHER_NAMES
 
-SEARCHERS = ("agent-reinforce", "reinforce", "random", "tpe", "llm-optimizer", "exhaustive")
 OBJECTIVES = ("accuracy", "accuracy-latency")
-TASKS = ("sim", "arith", "math", "mmlu", "humaneval")
-AGENTS = ("heuristic", "llm")
 
 
 def _choice(allowed: tuple[str, ...]) -> dict:
@@ -55,11 +56,11 @@ class SearchConfig:
 
     name: str | None = None
     pool: str = "sim:math-like"
-    task: str = field(default="sim", metadata=_choice(TASKS))
+    task: str = field(default="sim", metadata=_choice(RUN_TASK_NAMES))
     dataset: str | None = None
     n_questions: int = field(default=40, metadata=_range(1, 1_000_000))
     budget: str | None = None
-    searcher: str = field(default="agent-reinforce", metadata=_choice(SEARCHERS))
+    searcher: str = field(default="agent-reinforce", metadata=_choice(SEARCHER_NAMES))
     n_evals: int = field(default=32, metadata=_range(1, 1_000_000))
     batch_size: int = field(default=4, metadata=_range(1, 10_000))
     depth: int | None = field(default=None, metadata=_range(1, MAX_DEPTH))
@@ -67,10 +68,10 @@ class SearchConfig:
     objective: str = field(default="accuracy", metadata=_choice(OBJECTIVES))
     latency_penalty: float = field(default=0.01, metadata=_range(0.0, 1e6))
     seed: int = field(default=0, metadata=_range(0, 2 ** 63 - 1))
-    concurrency: int = field(default=16, metadata=_range(1, 10_000))
-    timeout_s: float = field(default=120.0, metadata=_range(0.0, 86_400.0, above=True))
-    max_tokens: int = field(default=512, metadata=_range(1, 1_000_000))
-    agent: str = field(default="heuristic", metadata=_choice(AGENTS))
+    concurrency: int = field(default=DEFAULT_CONCURRENCY, metadata=_range(1, 10_000))
+    timeout_s: float = field(default=DEFAULT_TIMEOUT_S, metadata=_range(0.0, 86_400.0, above=True))
+    max_tokens: int = field(default=DEFAULT_MAX_TOKENS, metadata=_range(1, 1_000_000))
+    agent: str = field(default="heuristic", metadata=_choice(AGENT_NAMES))
     agent_endpoint: str | None = None
     agent_model: str | None = None
     agent_context_tokens: int | None = field(default=None, metadata=_range(256, 10_000_000))
@@ -120,7 +121,7 @@ class SearchConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "config") -> "SearchConfig":
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "config") -> SearchConfig:
         unknown = sorted(set(data) - set(cls.keys()))
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: "
@@ -131,7 +132,7 @@ class SearchConfig:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "SearchConfig":
+    def from_file(cls, path: str | Path) -> SearchConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
@@ -168,7 +169,7 @@ class SearchConfig:
                 raise ConfigError(f"{key} = {value!r} cannot be created: {parent} is not a "
                                   "directory")
 
-    def with_absolute_paths(self) -> "SearchConfig":
+    def with_absolute_paths(self) -> SearchConfig:
         """A copy whose file paths (pool file, dataset, bank, runs_dir) are absolute, so the
         config means the same from any working directory (``--resume``, ``compare``)."""
         paths = {key: str(Path(value).expanduser().resolve())
@@ -178,7 +179,7 @@ class SearchConfig:
                  if value}
         return dataclasses.replace(self, **paths)
 
-    def merged(self, overrides: Mapping[str, Any]) -> "SearchConfig":
+    def merged(self, overrides: Mapping[str, Any]) -> SearchConfig:
         """A copy with the non-None ``overrides`` applied (flags over the file)."""
         data = dataclasses.asdict(self)
         data.update({k: v for k, v in overrides.items() if v is not None})

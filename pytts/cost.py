@@ -74,12 +74,6 @@ class CostModel:
         tokens = self.base_prompt_tokens + extra_prompt_tokens + spec.out_tokens
         return float(flops_per_token(spec.params_b) * tokens)
 
-    def call_latency(self, model: int | str, extra_prompt_tokens: float = 0.0) -> float:
-        """Seconds of one call of ``model`` (overhead + prefill + decode)."""
-        spec = self.pool[model]
-        prompt = self.base_prompt_tokens + extra_prompt_tokens
-        return spec.overhead_s + prompt / spec.prefill_tps + spec.out_tokens / spec.decode_tps
-
     def min_graph_flops(self) -> float:
         """FLOPs of the cheapest possible graph: one call of the cheapest model."""
         base = self.base_prompt_tokens
@@ -87,7 +81,7 @@ class CostModel:
             self._cheapest = (base, min(self.call_flops(k) for k in range(len(self.pool))))
         return self._cheapest[1]
 
-    def budget_flops(self, budget: "Budget | float | str") -> float:
+    def budget_flops(self, budget: Budget | float | str) -> float:
         """``budget`` (any form `Budget.parse` takes) in FLOPs per query, as `Budget.resolve`
         gives it; remembered per budget, since samplers resolve the same one on every call."""
         if isinstance(budget, bool):  # True == 1 as a key, but is no budget
@@ -111,7 +105,7 @@ class CostModel:
         """``(flops[B], latency_s[B])`` of each graph of a `GraphBatch`."""
         return kernels.graph_cost(batch.model, batch.role, batch.edges, self.table)
 
-    def feasible(self, batch: GraphBatch, budget: "Budget | float | str") -> np.ndarray:
+    def feasible(self, batch: GraphBatch, budget: Budget | float | str) -> np.ndarray:
         """``bool[B]``: which graphs of ``batch`` cost at most ``budget`` (FLOPs per query, or
         any form `Budget.parse` takes)."""
         return kernels.feasible(batch.model, batch.role, batch.edges, self.table,
@@ -143,7 +137,7 @@ class Budget:
             raise ConfigError("a budget in calls needs the model it counts calls of")
 
     @classmethod
-    def parse(cls, spec: "str | float | int | Budget") -> "Budget":
+    def parse(cls, spec: str | float | int | Budget) -> Budget:
         """Accept ``2e12``, ``"2e12"``, ``"4x qwen-1.5b"`` or ``"4*qwen-1.5b"``."""
         if isinstance(spec, Budget):
             return spec
@@ -182,10 +176,12 @@ class Budget:
         return flops
 
     def __str__(self) -> str:
-        return f"{self.flops:.3g} FLOPs" if self.flops is not None else f"{self.calls:g}x {self.model}"
+        if self.flops is not None:
+            return f"{self.flops:.3g} FLOPs"
+        return f"{self.calls:g}x {self.model}"
 
 
-def as_flops(budget: "Budget | float | str | None", cost: CostModel | None) -> float:
+def as_flops(budget: Budget | float | str | None, cost: CostModel | None) -> float:
     """The budget in FLOPs (inf for None); ``cost`` is needed unless it is plain FLOPs."""
     if budget is None:
         return math.inf

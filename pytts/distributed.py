@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ConfigError
 from .evaluate import EvalResult, Evaluator
@@ -96,16 +97,11 @@ class _EvalWorker:
     def _evaluator(self) -> Evaluator:
         # built inside the actor's event loop: aiohttp sessions belong to the loop that made them
         if self.evaluator is None:
-            from .execute import GraphExecutor
-            from .llm.bank import BankedClient
-            from .llm.router import RoutedClient
-            config = self.setup.config
-            client = (self.setup.sim if self.setup.sim is not None
-                      else RoutedClient(self.pool, max_concurrency=config.concurrency,
-                                        timeout_s=config.timeout_s))
-            executor = GraphExecutor(BankedClient(client, self.bank), self.pool, self.setup.task,
-                                     seed=config.seed, max_tokens=config.max_tokens)
-            self.evaluator = Evaluator(executor, concurrency=config.concurrency)
+            from .runner import wire_evaluator
+            setup = self.setup
+            client = setup.env.connect(setup.config, self.pool)
+            self.evaluator = wire_evaluator(setup, client, self.pool,
+                                            self.bank)  # type: ignore[arg-type]
         return self.evaluator
 
     async def evaluate(self, graph: dict) -> dict:

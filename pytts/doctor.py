@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .errors import LLMError, PyttsError
 
@@ -102,10 +102,10 @@ def check_embedded_model(n_threads: int = 2) -> Check:
     completion of ``SPEED_TOKENS`` tokens and report tokens per second."""
     from .llm.base import Completion
     from .llm.local import SERVED_MODEL, LocalServer
-    from .llm.openai import OpenAIClient
+    from .llm.openai import OpenAIClient, RetryPolicy
 
     async def timed(url: str) -> Completion:
-        async with OpenAIClient(url, max_retries=0, timeout_s=SPEED_TIMEOUT_S,
+        async with OpenAIClient(url, retry=RetryPolicy(max_retries=0), timeout_s=SPEED_TIMEOUT_S,
                                 liveness=server.exit_reason) as client:
             out = await client.complete(SERVED_MODEL, SPEED_PROMPT, max_tokens=SPEED_TOKENS,
                                         temperature=0.0, seed=0)
@@ -128,7 +128,7 @@ def check_embedded_model(n_threads: int = 2) -> Check:
 
 async def probe_endpoints(pool_path: str, timeout_s: float = 30.0) -> list[Check]:
     """One tiny request (no retries) to each (endpoint, served model) of a pool file."""
-    from .llm.openai import OpenAIClient
+    from .llm.openai import OpenAIClient, RetryPolicy
     from .pool import ModelPool
 
     try:
@@ -142,7 +142,7 @@ async def probe_endpoints(pool_path: str, timeout_s: float = 30.0) -> list[Check
         if not endpoint:
             return Check(f"model {model}", False, "no endpoint in the pool file")
         try:
-            async with OpenAIClient(endpoint, api_key_env=key_env, max_retries=0,
+            async with OpenAIClient(endpoint, api_key_env=key_env, retry=RetryPolicy(max_retries=0),
                                     timeout_s=timeout_s) as client:
                 out = await client.complete(model, PROBE_MESSAGES, max_tokens=1,
                                             temperature=0.0)

@@ -38,6 +38,16 @@ class LLMError(PyttsError):
         self.status = status
 
 
+class RateLimitError(LLMError):
+    """The endpoint kept answering HTTP 429 (rate limited) until the retries ran out: lower
+    ``concurrency``, raise the provider's limit, or wait."""
+
+
+class LLMTimeoutError(LLMError):
+    """No complete reply came within the time allowed (every attempt timed out, or a server did
+    not come up in time): raise ``timeout_s`` or ask for fewer ``max_tokens``."""
+
+
 class EndpointUnreachableError(LLMError):
     """No HTTP answer came back: every attempt failed to connect or lost the connection."""
 
@@ -47,8 +57,9 @@ class ServerExitedError(EndpointUnreachableError):
 
 
 class BankError(PyttsError):
-    """A ResponseBank file cannot be read or written (damaged, or not a bank): the run stops,
-    since answers it cannot store or look up would be paid for again and again."""
+    """A ResponseBank file cannot be opened, read or written (damaged, not a bank, of another
+    schema version, or in a place that cannot be written); the message names the file. The run
+    stops, since answers it cannot store or look up would be paid for again and again."""
 
 
 class ContextOverflowError(LLMError):

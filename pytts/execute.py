@@ -17,16 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cost import FLOPS_PER_PARAM_TOKEN
-from .errors import EndpointUnreachableError, LLMError, ServerExitedError
+from .defaults import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+from .errors import EndpointUnreachableError, LLMError, LLMTimeoutError, ServerExitedError
 from .graph import CollaborationGraph
 from .kernels import intern_answers, vote
 from .llm.base import Completion, LLMClient
 from .pool import ModelPool
 from .prompts import node_messages
 from .tasks.base import Question, Task
-
-DEFAULT_TEMPERATURE = 0.7
-DEFAULT_MAX_TOKENS = 512
 
 
 @dataclass
@@ -157,7 +155,7 @@ class GraphExecutor:
                 result.answer = self.task.extract(question, completion.text)
             except ServerExitedError:
                 raise
-            except (LLMError, asyncio.TimeoutError) as exc:
+            except LLMError as exc:
                 result.error = str(exc) or type(exc).__name__
                 if isinstance(exc, EndpointUnreachableError):
                     result.unreachable = exc.with_traceback(None)  # frames are not needed
@@ -184,7 +182,12 @@ class GraphExecutor:
         call = self.client.complete(node.model, messages, n=1, temperature=temperature,
                                     max_tokens=self.max_tokens,
                                     seed=node_seed(self.seed, key, occurrence))
-        completions = await (asyncio.wait_for(call, self.timeout_s) if self.timeout_s else call)
+        try:
+            completions = await (asyncio.wait_for(call, self.timeout_s) if self.timeout_s
+                                 else call)
+        except asyncio.TimeoutError:
+            raise LLMTimeoutError(f"no reply within timeout_s = {self.timeout_s}s",
+                                  model=node.model) from None
         if not completions:
             raise LLMError("the server returned no completion", model=node.model)
         return completions[0]

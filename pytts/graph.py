@@ -8,9 +8,8 @@ A graph lives on a template of ``D`` layers x ``W`` slots and is three arrays (d
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -67,13 +66,14 @@ class CollaborationGraph:
         if role.shape != model.shape:
             raise ValueError(f"role must have shape {model.shape}, got {role.shape}")
         if edges.shape != (depth - 1, width, width):
-            raise ValueError(f"edges must have shape {(depth - 1, width, width)}, got {edges.shape}")
+            raise ValueError(f"edges must have shape {(depth - 1, width, width)}, "
+                             f"got {edges.shape}")
         self._adopt(model, role, edges, model_names)
         self.validate()
 
     @classmethod
     def _from_sample(cls, model: np.ndarray, role: np.ndarray, edges: np.ndarray,
-                     model_names: Sequence[str]) -> "CollaborationGraph":
+                     model_names: Sequence[str]) -> CollaborationGraph:
         """A graph from arrays of the right dtypes known to be well-formed (a row the sampler
         produced): copied, but not checked again."""
         graph = cls.__new__(cls)
@@ -274,7 +274,7 @@ class CollaborationGraph:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: dict, model_names: Sequence[str]) -> "CollaborationGraph":
+    def from_dict(cls, data: dict, model_names: Sequence[str]) -> CollaborationGraph:
         """Build a graph from ``to_dict()`` output; models are looked up in ``model_names``."""
         try:
             depth = int(data["template"]["depth"])
@@ -311,7 +311,7 @@ class CollaborationGraph:
             raise ConfigError(f"invalid graph: {exc}") from None
 
     @classmethod
-    def from_json(cls, text: str, model_names: Sequence[str]) -> "CollaborationGraph":
+    def from_json(cls, text: str, model_names: Sequence[str]) -> CollaborationGraph:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -320,14 +320,14 @@ class CollaborationGraph:
 
     @classmethod
     def chain(cls, models: Sequence[int], model_names: Sequence[str], *,
-              template: tuple[int, int] | None = None) -> "CollaborationGraph":
+              template: tuple[int, int] | None = None) -> CollaborationGraph:
         """A sequential graph: ``models[0]`` answers, each next model refines the previous."""
         return cls.layered([[m] for m in models], model_names, template=template)
 
     @classmethod
     def layered(cls, layers: Sequence[Sequence[int]], model_names: Sequence[str], *,
                 roles: Sequence[Sequence[int]] | None = None,
-                template: tuple[int, int] | None = None) -> "CollaborationGraph":
+                template: tuple[int, int] | None = None) -> CollaborationGraph:
         """A graph whose consecutive layers are fully connected.
 
         ``layers[l]`` lists the model indices of layer l; ``roles`` (same shape) defaults to
@@ -376,7 +376,7 @@ class GraphBatch:
                              f"got {self.edges.shape}")
 
     @classmethod
-    def _of_samples(cls, model: np.ndarray, role: np.ndarray, edges: np.ndarray) -> "GraphBatch":
+    def _of_samples(cls, model: np.ndarray, role: np.ndarray, edges: np.ndarray) -> GraphBatch:
         """The sampler's output (arrays it guarantees well-formed), made read-only so that
         nothing can change them behind that guarantee."""
         batch = cls.__new__(cls)
@@ -387,7 +387,7 @@ class GraphBatch:
         return batch
 
     @classmethod
-    def from_graphs(cls, graphs: Sequence[CollaborationGraph]) -> "GraphBatch":
+    def from_graphs(cls, graphs: Sequence[CollaborationGraph]) -> GraphBatch:
         if not graphs:
             raise ValueError("graphs must not be empty")
         shapes = {g.template for g in graphs}
@@ -397,7 +397,7 @@ class GraphBatch:
                    np.stack([g.edges for g in graphs]))
 
     @classmethod
-    def empty(cls, depth: int, width: int) -> "GraphBatch":
+    def empty(cls, depth: int, width: int) -> GraphBatch:
         return cls(np.zeros((0, depth, width), np.int16), np.zeros((0, depth, width), np.int8),
                    np.zeros((0, max(depth - 1, 0), width, width), np.uint8))
 
@@ -432,7 +432,7 @@ class GraphBatch:
                                self.edges.reshape(n, -1)], axis=1)
         return [row.tobytes() for row in rows]
 
-    def take(self, index: np.ndarray | slice) -> "GraphBatch":
+    def take(self, index: np.ndarray | slice) -> GraphBatch:
         """The sub-batch at ``index`` (a slice, integer indices or a boolean mask)."""
         if self._sampled:
             return GraphBatch._of_samples(self.model[index], self.role[index], self.edges[index])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import tomllib
 
 from .errors import ConfigError
 
@@ -69,13 +70,8 @@ class ModelSpec:
             raise ConfigError(f"{where}: prompt_style must be one of {PROMPT_STYLES}, "
                               f"got {self.prompt_style!r}")
 
-    @property
-    def server_model(self) -> str:
-        """The name to send to the endpoint."""
-        return self.api_model or self.name
-
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
         """Build from a mapping, rejecting unknown fields by name."""
         allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(allowed))
@@ -102,11 +98,11 @@ class ModelPool:
         self._index = {n: k for k, n in enumerate(names)}
 
     @classmethod
-    def from_dicts(cls, items: Sequence[Mapping[str, Any]]) -> "ModelPool":
+    def from_dicts(cls, items: Sequence[Mapping[str, Any]]) -> ModelPool:
         return cls([ModelSpec.from_dict(item) for item in items])
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ModelPool":
+    def from_file(cls, path: str | Path) -> ModelPool:
         """Load ``[[models]]`` from a TOML file or ``{"models": [...]}`` from JSON."""
         path = Path(path)
         if not path.is_file():

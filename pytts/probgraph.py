@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -37,12 +37,12 @@ class ProbGraphGrad:
     def arrays(self) -> tuple[np.ndarray, ...]:
         return tuple(getattr(self, f) for f in _LOGIT_FIELDS)
 
-    def __mul__(self, scale: float) -> "ProbGraphGrad":
+    def __mul__(self, scale: float) -> ProbGraphGrad:
         return ProbGraphGrad(*(a * scale for a in self.arrays()))
 
     __rmul__ = __mul__
 
-    def __add__(self, other: "ProbGraphGrad") -> "ProbGraphGrad":
+    def __add__(self, other: ProbGraphGrad) -> ProbGraphGrad:
         return ProbGraphGrad(*(a + b for a, b in zip(self.arrays(), other.arrays())))
 
     def norm(self) -> float:
@@ -84,7 +84,7 @@ class ProbGraph:
     # ------------------------------------------------------------- constructors
     @classmethod
     def uniform(cls, depth: int, width: int, model_names: Sequence[str],
-                n_roles: int = len(ROLES)) -> "ProbGraph":
+                n_roles: int = len(ROLES)) -> ProbGraph:
         """All logits zero: depth, widths, models and roles uniform; each edge p = 0.5."""
         check_template(depth, width)
         k = len(model_names)
@@ -97,7 +97,7 @@ class ProbGraph:
     @classmethod
     def from_preference(cls, depth: int, width: int, model_names: Sequence[str],
                         preference: Sequence[float] | dict[str, float],
-                        n_roles: int = len(ROLES)) -> "ProbGraph":
+                        n_roles: int = len(ROLES)) -> ProbGraph:
         """Uniform structure; every slot's model distribution proportional to ``preference``.
 
         ``preference`` is a weight per model (a sequence in pool order or a name -> weight
@@ -117,30 +117,6 @@ class ProbGraph:
             raise ValueError("preference must be one finite weight >= 0 per model, not all 0")
         weights = np.maximum(weights / weights.sum(), 1e-3)
         pg.model_logits[:] = np.log(weights)
-        return pg
-
-    @classmethod
-    def from_graph(cls, graph: CollaborationGraph, temperature: float = 1.0,
-                   n_roles: int = len(ROLES)) -> "ProbGraph":
-        """A distribution peaked on ``graph``: its choices get logit ``1/temperature``, others 0.
-
-        Lower temperatures concentrate more mass on the graph; edges present get ``+1/T``,
-        absent ones ``-1/T``.
-        """
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        d, w = graph.template
-        pg = cls.uniform(d, w, graph.model_names, n_roles)
-        s = 1.0 / temperature
-        depth = graph.depth
-        pg.depth_logits[depth - 1] = s
-        for l, lw in enumerate(graph.layer_widths):
-            pg.width_logits[depth - 1, l, lw - 1] = s
-            for i in range(lw):
-                pg.model_logits[l, i, graph.model[l, i]] = s
-                pg.role_logits[l, i, graph.role[l, i]] = s
-        if d > 1:
-            pg.edge_logits[:] = np.where(graph.edges.astype(bool), s, -s)
         return pg
 
     # ------------------------------------------------------------- shape
@@ -163,7 +139,7 @@ class ProbGraph:
     def logit_arrays(self) -> tuple[np.ndarray, ...]:
         return tuple(getattr(self, f) for f in _LOGIT_FIELDS)
 
-    def copy(self) -> "ProbGraph":
+    def copy(self) -> ProbGraph:
         return ProbGraph(*(a.copy() for a in self.logit_arrays()), model_names=self.model_names)
 
     # ------------------------------------------------------------- distributions
@@ -224,11 +200,6 @@ class ProbGraph:
             self._kernel_logits(), n, seed, table, limit, max_draws=max_draws)
         return GraphBatch._of_samples(model, role, edges), logp, stats
 
-    def sample_graphs(self, n: int, seed: int, budget=None, cost=None) -> list[CollaborationGraph]:
-        """Like `sample`, as `CollaborationGraph` objects."""
-        batch, _, _ = self.sample(n, seed, budget, cost)
-        return list(batch.graphs(self.model_names))
-
     def log_prob(self, graphs: GraphBatch | CollaborationGraph | Sequence[CollaborationGraph]
                  ) -> np.ndarray:
         """Log-probability of each graph (-inf for graphs this distribution cannot produce)."""
@@ -242,7 +213,7 @@ class ProbGraph:
         return ProbGraphGrad(*kernels.grad_log_prob(self._kernel_logits(), batch.model,
                                                     batch.role, batch.edges, weights))
 
-    def step(self, direction: ProbGraphGrad, lr: float) -> "ProbGraph":
+    def step(self, direction: ProbGraphGrad, lr: float) -> ProbGraph:
         """A new ProbGraph moved ``lr`` along ``direction`` (gradient ascent)."""
         moved = [a + lr * g for a, g in zip(self.logit_arrays(), direction.arrays())]
         return ProbGraph(*moved, model_names=self.model_names)
@@ -296,7 +267,7 @@ class ProbGraph:
         np.savez(path, *self.logit_arrays(), model_names=json.dumps(list(self.model_names)))
 
     @classmethod
-    def load(cls, path: str | Path) -> "ProbGraph":
+    def load(cls, path: str | Path) -> ProbGraph:
         with np.load(path, allow_pickle=False) as data:
             arrays = [data[f"arr_{k}"] for k in range(len(_LOGIT_FIELDS))]
             names = tuple(json.loads(str(data["model_names"])))
@@ -311,7 +282,7 @@ class ProbGraph:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "ProbGraph":
+    def from_state_dict(cls, state: dict) -> ProbGraph:
         return cls(*(np.asarray(state[f], dtype=np.float64).reshape(state["shapes"][f])
                      for f in _LOGIT_FIELDS), model_names=tuple(state["model_names"]))
 

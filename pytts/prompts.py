@@ -7,7 +7,7 @@ candidate answers. The markers below are stable: simulated models parse them to 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .llm.base import Message
 

@@ -19,14 +19,16 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .config import SearchConfig
-from .cost import Budget, CostModel
+from .cost import CostModel
+from .environment import Environment, LocalEnvironment, environment_for
 from .errors import ConfigError, PyttsError
-from .evaluate import EvalResult, Evaluator
+from .evaluate import Evaluator
 from .execute import GraphExecutor
 from .graph import CollaborationGraph
 from .llm.bank import BankedClient, ResponseBank
@@ -34,10 +36,13 @@ from .llm.base import LLMClient
 from .llm.openai import check_http_url
 from .pool import ModelPool
 from .search import SEARCHERS, Accuracy, AccuracyLatency, Searcher, TrialRecord
-from .search.racing import RacingPolicy
 from .search.checkpoint import HISTORY_FILE, STATE_FILE
+from .search.racing import RacingPolicy
 from .search.run import SearchProgress, SearchReport, run_search
 from .tasks.base import Task
+
+if TYPE_CHECKING:
+    from .sim import SimulatedPool
 
 CONFIG_FILE = "config.toml"
 BANK_FILE = "bank.sqlite"
@@ -50,15 +55,11 @@ RESUMABLE_KEYS = ("n_evals", "concurrency", "timeout_s")
 """Config keys a ``--resume`` may change: they bound the run, not what it computes."""
 REPLIES_FILE = "llm_replies.json"
 
-LOCAL_TEMPLATE = (2, 3)
-LOCAL_BUDGET = "4x smollm2-135m-fewshot"
-FILE_TEMPLATE = (4, 8)
-_PLACEHOLDER_URL = "http://127.0.0.1:1/v1"
-
 
 @dataclass
 class RunSetup:
-    """The resolved parts of a run (no servers started, no files written yet)."""
+    """The resolved parts of a run (no servers started, no files written yet); ``env`` is the
+    run mode they came from."""
 
     config: SearchConfig
     pool: ModelPool
@@ -66,45 +67,27 @@ class RunSetup:
     cost: CostModel
     budget_flops: float
     template: tuple[int, int]
-    sim: object | None = None          # a SimulatedPool in sim mode
+    env: Environment
+
+    @property
+    def sim(self) -> SimulatedPool | None:
+        """The simulated pool of a simulated run (its ground truth), else None."""
+        return self.env.simulator
 
     @property
     def local(self) -> bool:
-        return self.config.pool == "local"
+        return isinstance(self.env, LocalEnvironment)
 
 
 def resolve(config: SearchConfig) -> RunSetup:
     """Check and assemble pool, task, costs, budget and template; ConfigError/BudgetError."""
     config.check_paths()
-    sim = None
-    if config.pool.startswith("sim:"):
-        from .sim import SimulatedPool
-        sim = SimulatedPool(config.pool[4:], seed=config.seed)
-        pool = sim.pool
-        task: Task = sim.task(config.n_questions, split="dev", seed=config.seed)
-        cost = sim.cost_model()
-        template = sim.template
-        default_budget: Budget | str = sim.budgets["low"]
-    else:
-        if config.pool == "local":
-            from .llm.local import local_pool_specs
-            pool = ModelPool.from_dicts(local_pool_specs(_PLACEHOLDER_URL))
-            template, default_budget = LOCAL_TEMPLATE, LOCAL_BUDGET
-        else:
-            pool = ModelPool.from_file(config.pool)
-            template, default_budget = FILE_TEMPLATE, ""
-            missing = [m.name for m in pool if not m.endpoint]
-            if missing:
-                raise ConfigError(f"pool {config.pool}: model(s) {missing} have no endpoint; set "
-                                  "endpoint = \"http://HOST:PORT/v1\" for each")
-        from .tasks.registry import load_task
-        task = load_task(config.task, path=config.dataset, n=config.n_questions, seed=config.seed)
-        cost = CostModel(pool, task.prompt_tokens)
-    if config.budget is None and not default_budget:
-        raise ConfigError("budget is required for a pool file: FLOPs (2e12) or 'N x MODEL'")
-    named = sim.budgets.get(config.budget) if sim is not None and config.budget else None
-    budget_flops = (named or Budget.parse(config.budget or default_budget)).resolve(cost)
-    template = (config.depth or template[0], config.width or template[1])
+    env = environment_for(config)
+    pool = env.pool()
+    task = env.task(config)
+    cost = env.cost(pool, task)
+    budget_flops = env.budget(config.budget).resolve(cost)
+    template = (config.depth or env.template[0], config.width or env.template[1])
     from .graph import check_template
     try:
         check_template(*template)
@@ -116,7 +99,8 @@ def resolve(config: SearchConfig) -> RunSetup:
         from .search.exhaustive import check_enumerable
         check_enumerable(template, len(pool))
     _check_prerequisites(config, pool)
-    return RunSetup(config, pool, task, cost, budget_flops, template, sim)
+    env.check(config)
+    return RunSetup(config, pool, task, cost, budget_flops, template, env)
 
 
 def _check_prerequisites(config: SearchConfig, pool: ModelPool) -> None:
@@ -136,19 +120,14 @@ def _check_prerequisites(config: SearchConfig, pool: ModelPool) -> None:
         check_http_url(config.agent_endpoint, "agent_endpoint")
     if config.ray and importlib.util.find_spec("ray") is None:
         raise ConfigError(f'ray = {config.ray!r} needs Ray: pip install "pytts[ray]"')
-    if config.pool == "local":
-        from .llm.local import local_gguf_path
-        local_gguf_path()
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise ConfigError('pool = "local" needs llama-cpp-python[server]: pip install '
-                              '"pytts[local]"')
 
 
 def check_endpoints(setup: RunSetup, timeout_s: float = 5.0) -> None:
-    """ConfigError unless every endpoint of a pool file answers ``GET /models``."""
-    if setup.sim is not None or setup.local:
+    """ConfigError unless every endpoint the run needs up before it starts (a pool file's, the
+    agent's) answers ``GET /models``."""
+    urls = setup.env.endpoints(setup.pool)
+    if not urls:
         return
-    urls = sorted({m.endpoint for m in setup.pool if m.endpoint})
     if setup.config.agent == "llm" and setup.config.agent_endpoint:
         urls.append(setup.config.agent_endpoint)
     for url in urls:
@@ -182,34 +161,35 @@ def make_searcher(setup: RunSetup, agent_client: LLMClient | None = None) -> Sea
     return cls(setup.pool, setup.template, setup.cost, setup.budget_flops, **kwargs)
 
 
-@contextlib.asynccontextmanager
-async def open_client(setup: RunSetup) -> AsyncIterator[tuple[LLMClient, ModelPool]]:
+def open_client(setup: RunSetup) -> contextlib.AbstractAsyncContextManager[
+        tuple[LLMClient, ModelPool]]:
     """The LLM client of the run (and the pool with its real endpoints), closed afterwards.
 
     In local mode the embedded model server is started here and stopped on exit.
     """
-    from .llm.router import RoutedClient
+    return setup.env.open_client(setup.config, setup.pool)
+
+
+def wire_evaluator(setup: RunSetup, client: LLMClient, pool: ModelPool,
+                   bank: ResponseBank | None) -> Evaluator:
+    """The evaluator of a run: ``client`` behind ``bank`` (when given; a Ray worker passes the
+    bank actor's proxy), an executor of the run's task, seed and reply length, and the run's
+    concurrency. Every way of running graphs (a search, ``pytts eval``, a Ray worker) is wired
+    here."""
     config = setup.config
-    if setup.sim is not None:
-        yield setup.sim, setup.pool  # type: ignore[misc]
-        return
-    if setup.local:
-        from .llm.local import LocalServer, local_pool_specs
-        with LocalServer() as server:
-            pool = ModelPool.from_dicts(local_pool_specs(server.base_url))
-            client = RoutedClient(pool, max_concurrency=2, timeout_s=config.timeout_s,
-                                  liveness={server.base_url: server.exit_reason})
-            try:
-                yield client, pool
-            finally:
-                await client.aclose()
-        return
-    client = RoutedClient(setup.pool, max_concurrency=config.concurrency,
-                          timeout_s=config.timeout_s)
-    try:
-        yield client, setup.pool
-    finally:
-        await client.aclose()
+    llm = BankedClient(client, bank) if bank is not None else client
+    executor = GraphExecutor(llm, pool, setup.task, seed=config.seed,
+                             max_tokens=config.max_tokens)
+    return Evaluator(executor, concurrency=config.concurrency)
+
+
+@contextlib.asynccontextmanager
+async def open_evaluator(setup: RunSetup, bank: ResponseBank | None
+                         ) -> AsyncIterator[tuple[Evaluator, ModelPool]]:
+    """The run's client opened (`open_client`) and wired into an evaluator (`wire_evaluator`),
+    with the pool it serves; the client is closed afterwards."""
+    async with open_client(setup) as (client, pool):
+        yield wire_evaluator(setup, client, pool, bank), pool
 
 
 def default_run_name(config: SearchConfig) -> str:
@@ -354,15 +334,12 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
     bank = ResponseBank(run_bank_path(run_dir, config))
     agent_client = None
     try:
-        async with open_client(setup) as (client, pool):
-            banked = BankedClient(client, bank)
+        async with open_evaluator(setup, bank) as (evaluator, pool):
             if config.agent_endpoint and config.searcher in ("agent-reinforce", "llm-optimizer"):
                 from .llm.openai import OpenAIClient
                 agent_client = OpenAIClient(config.agent_endpoint, timeout_s=config.timeout_s)
-            executor = GraphExecutor(banked, pool, setup.task, seed=config.seed,
-                                     max_tokens=config.max_tokens)
-            evaluator = (evaluator_factory(setup, pool, bank) if evaluator_factory is not None
-                         else Evaluator(executor, concurrency=config.concurrency))
+            if evaluator_factory is not None:
+                evaluator = evaluator_factory(setup, pool, bank)
             searcher = make_searcher(setup, agent_client)
             report = await run_search(searcher, evaluator, config.n_evals,
                                       batch_size=config.batch_size, checkpoint=run_dir,
@@ -382,7 +359,8 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
 def racing_policy(config: SearchConfig, n_questions: int) -> RacingPolicy | None:
     """Racing for a dev set of ``n_questions``: 70% race questions in three stages (a quarter,
     half, all of them), the rest confirm the returned graph; None when racing is off, the dev
-    set is too small to split (under 20 questions), or candidates run on Ray workers (which score whole dev sets)."""
+    set is too small to split (under 20 questions), or candidates run on Ray workers (which
+    score whole dev sets)."""
     if config.racing == "off" or config.ray or n_questions < 20:
         return None
     n_race = max(4, round(0.7 * n_questions))
@@ -461,7 +439,8 @@ def write_outputs(run_dir: Path, setup: RunSetup, report: SearchReport,
 def summary_markdown(setup: RunSetup, report: SearchReport, replies: dict | None = None) -> str:
     config = setup.config
     lines = [f"# pytts search: {config.name or ''}", "",
-             f"- searcher: `{config.searcher}`, objective: `{config.objective}`, seed {config.seed}",
+             f"- searcher: `{config.searcher}`, objective: `{config.objective}`, "
+             f"seed {config.seed}",
              f"- pool: `{config.pool}` ({', '.join(setup.pool.names)})",
              f"- task: `{config.task}`, {len(setup.task.questions)} dev questions",
              f"- budget: {setup.budget_flops:.3g} FLOPs per query; template "
@@ -511,12 +490,6 @@ def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     return [line + ".", ""]
 
 
-def read_best(path: str | Path) -> tuple[CollaborationGraph, dict]:
-    """The graph of a ``best_graph.json`` (or of a bare graph JSON) and its extra fields."""
-    data = json.loads(Path(path).read_text())
-    graph_data = data.get("graph", data)
-    names = sorted({n["model"] for n in graph_data.get("nodes", [])})
-    return CollaborationGraph.from_dict(graph_data, names), data
 def read_best(path: str | Path,
               model_names: Sequence[str] | None = None) -> tuple[CollaborationGraph, dict]:
     """The graph of a ``best_graph.json`` (or of a bare graph JSON) and its extra fields.

@@ -7,7 +7,7 @@ distribution can be checked against samples) and is what the `Exhaustive` search
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

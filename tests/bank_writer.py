@@ -10,6 +10,7 @@ import asyncio
 import sys
 
 from fake_openai import FakeOpenAI
+
 from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.llm.openai import OpenAIClient
 

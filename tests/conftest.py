@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from local_server import local_server  # noqa: F401 - the session fixture of the local tests
 
 from pytts import CostModel, ModelPool, ModelSpec, _reference, kernels
 
@@ -46,7 +47,7 @@ def core():
 
 
 def make_pool(params=(0.5, 1.5, 3.0), families=None) -> ModelPool:
-    families = families or ["fam%d" % (k % 2) for k in range(len(params))]
+    families = families or [f"fam{k % 2}" for k in range(len(params))]
     return ModelPool([ModelSpec(name=f"m{k}", family=f, params_b=p, out_tokens=100.0 + 50 * k,
                                 prefill_tps=1000.0 + 100 * k, decode_tps=40.0 + k,
                                 overhead_s=0.05)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -94,7 +94,8 @@ class HostileServer:
                     await response.write(CHUNK)
             return response
         if mode == "invalid-utf8":
-            return web.Response(body=b'{"choices": "\xff\xfe\xfd"}', content_type="application/json")
+            return web.Response(body=b'{"choices": "\xff\xfe\xfd"}',
+                                content_type="application/json")
         if mode == "wrong-schema":
             return web.json_response({"choices": {"0": completion("4")["choices"][0]}})
         if mode == "negative-usage":
@@ -136,6 +137,7 @@ def serving() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()     # type: ignore[union-attr]
 
 
 async def serve() -> None:

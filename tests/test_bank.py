@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
-
 from fake_openai import FakeOpenAI
-from pytts.errors import BankMissError, LLMError
+
+from pytts.errors import BankError, BankMissError, LLMError
 from pytts.llm.bank import BankedClient, ResponseBank, params_hash, prompt_hash
 from pytts.llm.base import Completion, SamplingParams, sample_seed
-from pytts.llm.openai import OpenAIClient
+from pytts.llm.openai import OpenAIClient, RetryPolicy
 
 pytestmark = pytest.mark.server
 
@@ -37,7 +38,8 @@ def bank(tmp_path: Path) -> Iterator[ResponseBank]:
 
 
 def banked(server: FakeOpenAI, bank: ResponseBank) -> BankedClient:
-    return BankedClient(OpenAIClient(server.base_url, backoff_base_s=0.01), bank)
+    client = OpenAIClient(server.base_url, retry=RetryPolicy(backoff_base_s=0.01))
+    return BankedClient(client, bank)
 
 
 def test_hashes_ignore_key_order_but_not_content() -> None:
@@ -123,7 +125,7 @@ async def test_cancelled_fetcher_leaves_follower_to_fetch(server: FakeOpenAI,
 
 async def test_failed_fetch_reaches_followers_and_is_not_remembered(
         server: FakeOpenAI, bank: ResponseBank) -> None:
-    client = BankedClient(OpenAIClient(server.base_url, max_retries=0), bank)
+    client = BankedClient(OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0)), bank)
     results = await asyncio.gather(*(client.complete("400", MESSAGES) for _ in range(3)),
                                    return_exceptions=True)
     assert all(isinstance(r, LLMError) and r.status == 400 for r in results)
@@ -180,3 +182,51 @@ def test_killed_writer_loses_no_reported_completion(tmp_path: Path) -> None:
                            params_hash(SamplingParams(seed=k)), 2)
             assert sorted(got) == [0, 1], f"call {k} was reported done but is not stored"
         assert len(bank) >= 2 * len(done)
+
+
+def test_a_file_that_is_not_a_bank_is_a_bank_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "notes.sqlite"
+    path.write_text("not a database\n" * 100)
+    for open_or_check in (ResponseBank, ResponseBank.check):
+        with pytest.raises(BankError, match="is not a usable ResponseBank") as info:
+            open_or_check(path)
+        assert str(path) in str(info.value)
+    assert path.read_text().startswith("not a database")        # left as it was
+
+
+def test_a_bank_of_another_schema_version_is_a_bank_error(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(BankError, match="schema version 99") as info:
+        ResponseBank(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_bank_that_cannot_be_created_is_a_bank_error_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = blocker / "bank.sqlite"              # its directory would have to be a file
+    with pytest.raises(BankError, match="cannot be created") as info:
+        ResponseBank(path)
+    assert str(path) in str(info.value)
+
+
+async def test_a_closed_bank_refuses_writes_with_a_bank_error(tmp_path: Path) -> None:
+    bank = ResponseBank(tmp_path / "bank.sqlite")
+    bank.close()
+    comp = Completion("four", prompt_tokens=1, completion_tokens=1, latency_s=0.1, model="m")
+    with pytest.raises(BankError, match="is closed"):
+        await bank.put_many("m", "p", "q", {0: comp})
+
+
+async def test_a_failed_write_is_a_bank_error_naming_the_bank(bank: ResponseBank) -> None:
+    # a value SQLite cannot store fails the commit the way a full disk or a lost file would
+    unstorable = Completion(["not", "text"], prompt_tokens=1, completion_tokens=1,  # type: ignore[arg-type]
+                            latency_s=0.1, model="m")
+    with pytest.raises(BankError, match="write failed") as info:
+        await bank.put_many("m", "p", "q", {0: unstorable})
+    assert bank.path in str(info.value)
+    good = Completion("four", prompt_tokens=1, completion_tokens=1, latency_s=0.1, model="m")
+    await bank.put_many("m", "p", "q", {0: good})              # the writer lives on
+    assert bank.get("m", "p", "q", 1)[0].text == "four"

@@ -9,10 +9,10 @@ import importlib
 import importlib.metadata
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).parents[1]
 BENCH_MODULES = sorted(p.stem for p in (ROOT / "bench").glob("*.py"))

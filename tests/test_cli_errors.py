@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hostile_openai import serving
+
 from pytts.cli import main
 
 PYTTS = [sys.executable, "-m", "pytts.cli"]

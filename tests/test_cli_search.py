@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hostile_openai import serving
+
 from pytts.cli import main
 
 PYTTS = [sys.executable, "-m", "pytts.cli"]
@@ -182,7 +182,7 @@ async def test_search_against_a_remote_that_drops_every_connection_stops_with_on
 def _start(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     return subprocess.Popen(PYTTS + args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.DEVNULL)
 
 
 def _wait_for_history(run: Path, records: int, timeout_s: float = 120.0) -> None:

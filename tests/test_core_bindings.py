@@ -1,5 +1,5 @@
-"""The boundary of the compiled module ``pytts._core``: every bad argument is a ValueError naming it,
-no input crashes or reads out of bounds (this module also runs under ASan/UBSan, see
+"""The boundary of the compiled module ``pytts._core``: every bad argument is a ValueError
+naming it, no input crashes or reads out of bounds (this module also runs under ASan/UBSan, see
 .ci/sanitize), and every accepted input gives the reference's answer. What the kernels compute
 is tested on both backends elsewhere (test_kernels_agreement, test_kernels_sampling,
 test_distribution).
@@ -12,12 +12,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_costs, make_logits, require_core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytts import _reference as ref
-
-from conftest import make_costs, make_logits, require_core
 
 pytestmark = pytest.mark.sanitize
 
@@ -56,7 +55,8 @@ def _calls(core, setup):
     lg = dict(zip(LOGIT_NAMES, logits))
     graphs = dict(model=model, role=role, edges=edges)
     return {
-        "graph_cost": (core.graph_cost, dict(**graphs, model_costs=costs, base_prompt_tokens=100.0)),
+        "graph_cost": (core.graph_cost,
+                       dict(**graphs, model_costs=costs, base_prompt_tokens=100.0)),
         "feasible": (core.feasible, dict(**graphs, model_costs=costs, base_prompt_tokens=100.0,
                                          budget=1e15)),
         "log_prob": (core.log_prob, dict(**lg, **graphs)),
@@ -75,7 +75,7 @@ def _calls(core, setup):
 
 
 def _array_args(core, setup):
-    for fname, (fn, kwargs) in _calls(core, setup).items():
+    for fname, (_fn, kwargs) in _calls(core, setup).items():
         for arg, value in kwargs.items():
             if isinstance(value, np.ndarray):
                 yield fname, arg
@@ -202,7 +202,7 @@ def test_bad_model_costs_are_value_errors(core, setup, column, bad):
         fn, kwargs = _calls(core, setup)[fname]
         costs = kwargs["model_costs"].copy()
         costs[1, column] = bad
-        _expect_value_error(fn, {**kwargs, "model_costs": costs}, r"model_costs\[1, %d\]" % column)
+        _expect_value_error(fn, {**kwargs, "model_costs": costs}, rf"model_costs\[1, {column}\]")
 
 
 @pytest.mark.parametrize("arg,value", [("model", 3), ("model", -2), ("role", 2), ("role", -1),
@@ -290,7 +290,7 @@ def test_vote_rejects_bad_values_naming_them(core, ids_value, weight_value, arg)
     weights = np.ones((3, 4))
     ids[1, 2] = ids_value
     weights[1, 2] = weight_value
-    with pytest.raises(ValueError, match=r"%s\[1, 2\]" % arg):
+    with pytest.raises(ValueError, match=rf"{arg}\[1, 2\]"):
         core.vote(ids, weights)
 
 

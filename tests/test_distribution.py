@@ -8,12 +8,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_costs, make_logits, make_pool, random_logits, require_core
 from scipy.stats import chisquare
 
 from pytts import ProbGraph
 from pytts.space import count_graphs, enumerate_graphs
-
-from conftest import make_costs, make_logits, make_pool, random_logits, require_core
 
 pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
 

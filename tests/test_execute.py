@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import pytest
+from fake_openai import FakeOpenAI
 
 from pytts import CollaborationGraph, EndpointUnreachableError, LLMError, ModelPool
 from pytts.evaluate import Evaluator
 from pytts.execute import GraphExecutor
+from pytts.llm.openai import RetryPolicy
 from pytts.llm.router import RoutedClient
 from pytts.tasks.arith import ArithTask
-
-from fake_openai import FakeOpenAI
 
 DELAY_S = 0.25
 
@@ -59,7 +60,7 @@ async def test_parallel_branches_overlap_width_8_depth_2_takes_two_delays(fake):
 async def test_a_failed_node_is_reported_and_the_vote_uses_what_arrived(fake):
     pool = _pool(fake.base_url)
     task = ArithTask(n=1, seed=0)
-    client = RoutedClient(pool, max_retries=0)
+    client = RoutedClient(pool, retry=RetryPolicy(max_retries=0))
     try:
         executor = GraphExecutor(client, pool, task)
         graph = CollaborationGraph.layered([[1, 2, 1]], pool.names)
@@ -77,10 +78,28 @@ async def test_a_failed_node_is_reported_and_the_vote_uses_what_arrived(fake):
         await client.aclose()
 
 
+class _Silent:
+    """A client whose calls never return (a server that accepted and went quiet)."""
+
+    async def complete(self, model, messages, **kwargs):
+        await asyncio.sleep(3600)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_call_past_the_executor_timeout_is_a_timeout_error_on_its_node():
+    pool = _pool("http://127.0.0.1:1/v1")
+    task = ArithTask(n=1, seed=0)
+    executor = GraphExecutor(_Silent(), pool, task, timeout_s=0.05)
+    result = await executor.run(CollaborationGraph.layered([[1]], pool.names), task.questions[0])
+    assert result.failed and "no reply within timeout_s = 0.05s" in result.nodes[0].error
+
+
 async def test_evaluator_reports_accuracy_interval_and_raises_when_everything_failed(fake):
     pool = _pool(fake.base_url)
     task = ArithTask(n=6, seed=1)
-    client = RoutedClient(pool, max_retries=0)
+    client = RoutedClient(pool, retry=RetryPolicy(max_retries=0))
     try:
         evaluator = Evaluator(GraphExecutor(client, pool, task), concurrency=4)
         result = await evaluator.evaluate(CollaborationGraph.layered([[1]], pool.names))
@@ -116,7 +135,7 @@ async def test_evaluator_stops_after_one_wave_when_no_call_reaches_the_endpoint(
     caplog.set_level(logging.DEBUG, "pytts.llm")
     pool = _pool(fake.base_url)
     task = ArithTask(n=20, seed=0)
-    client = RoutedClient(pool, max_retries=2, backoff_base_s=0.01)
+    client = RoutedClient(pool, retry=RetryPolicy(2, backoff_base_s=0.01))
     try:
         evaluator = Evaluator(GraphExecutor(client, pool, task), concurrency=4)
         with pytest.raises(EndpointUnreachableError, match="first 4 question") as info:
@@ -133,7 +152,7 @@ async def test_evaluator_stops_after_one_wave_when_no_call_reaches_the_endpoint(
 async def test_evaluator_does_not_stop_early_while_some_calls_get_through(fake):
     pool = _pool(fake.base_url)
     task = ArithTask(n=8, seed=0)
-    client = RoutedClient(pool, max_retries=1, backoff_base_s=0.01)
+    client = RoutedClient(pool, retry=RetryPolicy(1, backoff_base_s=0.01))
     try:
         evaluator = Evaluator(GraphExecutor(client, pool, task), concurrency=4)
         result = await evaluator.evaluate(CollaborationGraph.layered([[1, 3]], pool.names))
@@ -141,3 +160,15 @@ async def test_evaluator_does_not_stop_early_while_some_calls_get_through(fake):
         await client.aclose()
     assert result.n_failed == 0 and result.calls_made == 8
     assert fake.hits["drop"] == 16 and fake.hits["ok"] == 8
+
+
+def test_wilson_interval_gives_scipys_floats_without_importing_scipy_stats():
+    from scipy.stats import binomtest
+
+    from pytts.evaluate import wilson_interval
+    for n in (1, 2, 7, 40, 333):
+        for k in sorted({0, 1, n // 3, n - 1, n}):
+            for confidence in (0.9, 0.95, 0.99):
+                ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+                assert wilson_interval(k, n, confidence) == (ci.low, ci.high), (k, n, confidence)
+    assert wilson_interval(0, 0) == (0.0, 1.0)

@@ -6,6 +6,8 @@ simulator. Imports are read from the source (every import statement, also inside
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ ABOVE_LLM = ("pytts.search", "pytts.sim", "pytts.tasks")
 # and prompts (which import pytts.llm back), so its own imports are not checked. Nothing else is
 # exempt, and once the file is gone the exemption is void.
 BEING_MOVED = {PACKAGE / "llm" / "sim.py"}
-# What the kernel layer may import from pytts: the kernel face, its two backends and what they share.
+# What the kernel layer may import from pytts: the kernel face, its two backends and what they
+# share.
 KERNEL_LAYER = {"pytts.kernels", "pytts._reference", "pytts._core", "pytts.constants",
                 "pytts.logspace", "pytts.errors"}
 
@@ -138,3 +141,18 @@ def test_the_checker_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
     assert find_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+HEAVY = ("matplotlib", "optuna", "ray", "scipy.stats")
+"""Imports that cost a large part of a second or more: loaded only where they are used."""
+
+
+@pytest.mark.parametrize("code", ["import pytts", "import pytts.cli",
+                                  "import pytts.cli\ntry:\n    pytts.cli.main(['--help'])\n"
+                                  "except SystemExit:\n    pass"],
+                         ids=["import pytts", "import pytts.cli", "pytts --help"])
+def test_starting_pytts_does_not_import_heavy_modules(code):
+    probe = f"{code}\nimport sys\nprint('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent, timeout=120)
+    assert out.stdout.splitlines()[-1] == "loaded:", out.stdout[-300:]

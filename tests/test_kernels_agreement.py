@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_costs, make_logits, require_core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytts import _reference, kernels
-
-from conftest import make_costs, make_logits, require_core
 
 pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
 

@@ -8,13 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import require_core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytts import _reference, kernels
 from pytts.tasks.arith import ArithTask
-
-from conftest import require_core
 
 PROPERTY = settings(max_examples=400, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,13 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_pool, random_logits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pytts import BudgetError, CostModel, GraphBatch, ProbGraph, kernels
-
-from conftest import make_pool, random_logits
 
 pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_core
 
 from pytts import _reference, constants
 from pytts.sim import simulate_reference
@@ -27,8 +28,6 @@ CORE_ONLY = {"BUILD_FLAGS"}
 def twin_of(name: str) -> object:
     """The module that holds the NumPy twin of the compiled ``name``."""
     return TWIN_ELSEWHERE.get(name, _reference)
-
-from conftest import require_core
 
 ROOT = Path(__file__).parents[1]
 STUB = ROOT / "pytts" / "_core.pyi"

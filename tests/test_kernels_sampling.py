@@ -9,12 +9,11 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import make_costs, make_logits, make_pool, random_logits, require_core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytts import CostModel, ProbGraph, _reference
-
-from conftest import make_costs, make_logits, make_pool, random_logits, require_core
 
 pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
 

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import require_core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +19,6 @@ from pytts.sim import PRESETS, SimulatedPool, kernel, simulate_reference
 from pytts.sim.draws import OUTCOME_BITS, fold, mix64, outcome_field, run_bits
 from pytts.sim.latent import CORRECT, MISSING, NOISE_BASE, Thresholds
 from pytts.sim.task import question_keys
-
-from conftest import require_core
 
 pytestmark = pytest.mark.sanitize  # also run against the ASan/UBSan build
 

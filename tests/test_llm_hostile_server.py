@@ -9,15 +9,16 @@ import os
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from hostile_openai import serving
+
+from pytts.defaults import MAX_RETRIES
 from pytts.errors import ConfigError, LLMError
-from pytts.llm.openai import MAX_RESPONSE_BYTES, OpenAIClient
+from pytts.llm.openai import MAX_RESPONSE_BYTES, OpenAIClient, RetryPolicy
 
 pytestmark = pytest.mark.server
 
@@ -47,7 +48,7 @@ class PeakRss:
     """The largest resident-set growth of this process while the block runs (sampled every
     2 ms from /proc/self/statm, so a short spike is seen, not just where memory settles)."""
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self.base = self.peak = _rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -107,10 +108,11 @@ async def test_misbehaving_server_ends_in_one_error_or_a_correct_retry(hostile: 
                                                                         case: Case) -> None:
     # backoff waits at most 0.05 s on the first retry; an honoured Retry-After could reach the
     # cap of 4 * backoff_max_s = 4 s, past every bound below
-    kwargs = {"timeout_s": 5.0, "backoff_base_s": 0.05, "backoff_max_s": 1.0, "jitter_seed": 0,
-              **dict(case.client)}
+    kwargs = {"timeout_s": 5.0, "jitter_seed": 0, **dict(case.client)}
+    retry = RetryPolicy(int(kwargs.pop("max_retries", MAX_RETRIES)), backoff_base_s=0.05,
+                        backoff_max_s=1.0)
     before = hits(hostile).get(case.mode, 0)
-    async with OpenAIClient(hostile, **kwargs) as client:
+    async with OpenAIClient(hostile, retry=retry, **kwargs) as client:
         await client.complete("ok", MESSAGES)           # warm: session and imports in place
         with PeakRss() as memory:
             t0 = time.perf_counter()
@@ -130,7 +132,7 @@ async def test_misbehaving_server_ends_in_one_error_or_a_correct_retry(hostile: 
 async def test_retry_after_as_an_http_date_is_honoured(hostile: str) -> None:
     # the server asks for "now + 2 s" as a date (whole seconds): a wait of 1-2 s, under the
     # cap of 4 * backoff_max_s = 4 s, then a second attempt that succeeds
-    async with OpenAIClient(hostile, backoff_base_s=0.01, backoff_max_s=1.0,
+    async with OpenAIClient(hostile, retry=RetryPolicy(backoff_base_s=0.01, backoff_max_s=1.0),
                             jitter_seed=0) as client:
         t0 = time.perf_counter()
         out = await client.complete("retry-after-date", MESSAGES)

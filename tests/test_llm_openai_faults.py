@@ -7,12 +7,20 @@ import logging
 import random
 import socket
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
-
 from fake_openai import FakeOpenAI
-from pytts.errors import ConfigError, EndpointUnreachableError, LLMError, ServerExitedError
+
+from pytts.defaults import BACKOFF_MAX_S, MAX_RETRIES
+from pytts.errors import (
+    ConfigError,
+    EndpointUnreachableError,
+    LLMError,
+    LLMTimeoutError,
+    RateLimitError,
+    ServerExitedError,
+)
 from pytts.llm.base import sample_seed
 from pytts.llm.openai import OpenAIClient, RetryPolicy, _parse_retry_after
 
@@ -27,10 +35,11 @@ async def server() -> AsyncIterator[FakeOpenAI]:
         yield srv
 
 
-def client_for(server: FakeOpenAI, **kwargs: object) -> OpenAIClient:
-    kwargs.setdefault("backoff_base_s", 0.01)
+def client_for(server: FakeOpenAI, *, max_retries: int = MAX_RETRIES,
+               backoff_max_s: float = BACKOFF_MAX_S, **kwargs: object) -> OpenAIClient:
+    retry = RetryPolicy(max_retries, backoff_base_s=0.01, backoff_max_s=backoff_max_s)
     kwargs.setdefault("jitter_seed", 0)
-    return OpenAIClient(server.base_url, **kwargs)  # type: ignore[arg-type]
+    return OpenAIClient(server.base_url, retry=retry, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_429_waits_for_retry_after_then_succeeds(server: FakeOpenAI) -> None:
@@ -41,6 +50,15 @@ async def test_429_waits_for_retry_after_then_succeeds(server: FakeOpenAI) -> No
     assert server.hits["429-then-ok"] == 2
     assert out[0].text.endswith("hit=2")
     assert 0.3 <= elapsed < 1.5  # the server asked for 0.3 s
+
+
+async def test_a_429_that_outlasts_the_retries_is_a_rate_limit_error(server: FakeOpenAI) -> None:
+    async with client_for(server, max_retries=0) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.complete("429-then-ok", MESSAGES)
+    assert isinstance(info.value, LLMError)       # existing `except LLMError` still catches it
+    assert (info.value.status, info.value.model) == (429, "429-then-ok")
+    assert server.hits["429-then-ok"] == 1
 
 
 async def test_retry_after_is_capped_at_four_times_backoff_max(server: FakeOpenAI) -> None:
@@ -73,7 +91,7 @@ async def test_hanging_server_times_out_each_attempt(server: FakeOpenAI) -> None
     timeout, retries = 0.3, 1
     async with client_for(server, timeout_s=timeout, max_retries=retries) as client:
         t0 = time.perf_counter()
-        with pytest.raises(LLMError) as info:
+        with pytest.raises(LLMTimeoutError) as info:
             await client.complete("hang", MESSAGES)
         elapsed = time.perf_counter() - t0
     attempts = retries + 1
@@ -123,7 +141,7 @@ async def test_refused_connection_is_retried_then_reported() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    async with OpenAIClient(url, max_retries=2, backoff_base_s=0.01) as client:
+    async with OpenAIClient(url, retry=RetryPolicy(2, backoff_base_s=0.01)) as client:
         with pytest.raises(EndpointUnreachableError) as info:
             await client.complete("ok", MESSAGES)
     assert info.value.endpoint == url and "3 attempt" in str(info.value)

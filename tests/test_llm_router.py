@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import pytest
-
 from fake_openai import FakeOpenAI
-from pytts.errors import ConfigError, LLMError
+
+from pytts.errors import ConfigError, LLMError, RateLimitError
+from pytts.llm.openai import RetryPolicy
 from pytts.llm.router import RoutedClient
 
 pytestmark = pytest.mark.server
@@ -75,3 +76,19 @@ async def test_unknown_model_names_the_known_ones(servers: tuple[FakeOpenAI, Fak
     with pytest.raises(LLMError, match="'nope' is not in the pool.*ok"):
         await router.complete("nope", MESSAGES)
     await router.aclose()
+
+
+async def test_the_retry_policy_reaches_every_endpoint_client(
+        servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    a, b = servers
+    policy = RetryPolicy(max_retries=0, backoff_base_s=0.01, backoff_max_s=0.1)
+    router = RoutedClient(Pool(Spec("x", a.base_url, api_model="429-then-ok"),
+                               Spec("y", b.base_url, api_model="429-then-ok")), retry=policy)
+    try:
+        assert [c.retry for c in router.clients] == [policy, policy]
+        for name, server in (("x", a), ("y", b)):
+            with pytest.raises(RateLimitError):              # no retry: the 429 stands
+                await router.complete(name, MESSAGES)
+            assert server.hits["429-then-ok"] == 1
+    finally:
+        await router.aclose()

@@ -5,7 +5,6 @@ every request, with no context overflow."""
 from __future__ import annotations
 
 import pytest
-from local_server import local_server  # noqa: F401 - the session fixture
 
 from pytts import runner
 from pytts.config import SearchConfig

@@ -12,8 +12,6 @@ from pytts.llm.local import local_pool_specs
 from pytts.llm.router import RoutedClient
 from pytts.tasks.arith import ArithTask
 
-from local_server import local_server  # noqa: F401  (session fixture)
-
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 

@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from local_server import local_server  # noqa: F401 - the session fixture
 from pytts import runner
 from pytts.config import SearchConfig
 from pytts.errors import LLMError, ServerExitedError
 from pytts.llm.bank import BankedClient, ResponseBank
-from pytts.llm.local import (REINSTALL_PORTABLE, SERVED_MODEL, LocalServer, local_gguf_path,
-                             local_pool_specs)
+from pytts.llm.local import (
+    REINSTALL_PORTABLE,
+    SERVED_MODEL,
+    LocalServer,
+    local_gguf_path,
+    local_pool_specs,
+)
 from pytts.llm.openai import OpenAIClient
 from pytts.llm.router import RoutedClient
 
@@ -117,14 +121,14 @@ def test_serve_local_stops_its_server_on_sigterm() -> None:
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", f"from pytts.llm.local import serve_local; serve_local({port})"],
-        stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    assert f"127.0.0.1:{port}/v1" in banner
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    with subprocess.Popen(
+            [sys.executable, "-c", f"from pytts.llm.local import serve_local; serve_local({port})"],
+            stdout=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        assert f"127.0.0.1:{port}/v1" in banner
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
     with pytest.raises(OSError):  # the llama server went down with it
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
@@ -147,14 +151,14 @@ def test_serve_local_says_why_its_server_died() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytts.cli", "serve-local", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None and proc.stderr is not None
-    assert f"127.0.0.1:{port}/v1" in proc.stdout.readline()
-    os.kill(_llama_server_pid(port), signal.SIGILL)    # as an illegal instruction would
-    assert proc.wait(timeout=20) == 128 + signal.SIGILL
-    said = proc.stderr.read()
+    with subprocess.Popen(
+            [sys.executable, "-m", "pytts.cli", "serve-local", "--port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert f"127.0.0.1:{port}/v1" in proc.stdout.readline()
+        os.kill(_llama_server_pid(port), signal.SIGILL)    # as an illegal instruction would
+        assert proc.wait(timeout=20) == 128 + signal.SIGILL
+        said = proc.stderr.read()
     assert "SIGILL" in said and REINSTALL_PORTABLE in said
 
 

@@ -48,7 +48,8 @@ def test_pool_loads_from_toml_and_json(pool, tmp_path):
     ('params_b = 1.5', 'params_b = -1', "params_b must be > 0"),
     ('decode_tps = 80', 'decode_tps = 0', "decode_tps must be > 0"),
     ('out_tokens = 300', 'out_tokens = "many"', "out_tokens must be a number"),
-    ('overhead_s = 0.1', 'overhead_s = 0.1\nflavour = "x"', r"unknown model field\(s\) \['flavour'\]"),
+    ('overhead_s = 0.1', 'overhead_s = 0.1\nflavour = "x"',
+     r"unknown model field\(s\) \['flavour'\]"),
     ('name = "llama-8b"', 'name = "qwen-1.5b"', "duplicate model name"),
 ])
 def test_bad_pool_files_name_the_problem(tmp_path, old, new, message):

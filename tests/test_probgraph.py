@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_pool, random_logits
 
 from pytts import CollaborationGraph, CostModel, GraphBatch, ProbGraph, kernels
-
-from conftest import make_pool, random_logits
 
 
 @pytest.fixture

@@ -137,3 +137,19 @@ def test_reinforce_step_and_no_pilots_variants_stay_within_the_trust_region():
     assert bare.history[0].graph != plain.history[0].graph
     # same agent feedback, but the REINFORCE term moved the distribution differently
     assert not np.allclose(plain.probgraph.model_logits, mixed.probgraph.model_logits)
+
+
+def test_prob_best_gives_the_floats_of_scipy_stats_norm():
+    from scipy.stats import norm
+
+    from pytts.search.agent import _prob_best
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = int(rng.integers(2, 8))
+        mean, sd = rng.uniform(0, 1, k), rng.uniform(0.01, 0.3, k)
+        grid = np.linspace((mean - 6 * sd).min(), (mean + 6 * sd).max(), 2001)
+        pdf = norm.pdf(grid[None, :], mean[:, None], sd[:, None])
+        log_cdf = np.log(np.maximum(norm.cdf(grid[None, :], mean[:, None], sd[:, None]), 1e-300))
+        others = np.exp(log_cdf.sum(axis=0)[None, :] - log_cdf)
+        p = np.maximum(np.trapezoid(pdf * others, grid, axis=1), 0.0)
+        np.testing.assert_array_equal(_prob_best(mean, sd), p / p.sum())

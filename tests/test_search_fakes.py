@@ -14,8 +14,15 @@ import numpy as np
 from pytts import CollaborationGraph, CostModel, ModelPool, ModelSpec
 from pytts.evaluate import EvalResult
 from pytts.graph import FUSER
-from pytts.search import Accuracy, AgentReinforce, Exhaustive, LLMOptimizer, RandomSearch, \
-    Reinforce, TPE
+from pytts.search import (
+    TPE,
+    Accuracy,
+    AgentReinforce,
+    Exhaustive,
+    LLMOptimizer,
+    RandomSearch,
+    Reinforce,
+)
 
 SKILL = {"s": 0.35, "m": 0.5, "l": 0.6}
 

@@ -12,10 +12,16 @@ from fake_openai import FakeOpenAI
 from test_search_fakes import ToyEvaluator, make_searcher, toy_cost
 
 from pytts.errors import AgentReplyError
-from pytts.llm.openai import OpenAIClient
+from pytts.llm.openai import OpenAIClient, RetryPolicy
 from pytts.search import Accuracy, HeuristicAgent, LLMAgent, LLMOptimizer, run_search
-from pytts.search.llm_io import (AgentContext, ScoredGraph, graph_from_compact, graph_to_compact,
-                                parse_feedback, read_context)
+from pytts.search.llm_io import (
+    AgentContext,
+    ScoredGraph,
+    graph_from_compact,
+    graph_to_compact,
+    parse_feedback,
+    read_context,
+)
 
 pytestmark = pytest.mark.server
 
@@ -61,7 +67,7 @@ async def test_bad_agent_replies_are_counted_logged_and_fall_back(caplog):
     script = list(BAD.values()) + ["HTTP 500"]
     caplog.set_level(logging.WARNING, logger="pytts.search")
     async with ScriptedServer(script) as server:
-        client = OpenAIClient(server.base_url, max_retries=0)
+        client = OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0))
         agent = LLMAgent(client, "agent-model")
         searcher = make_searcher("agent-reinforce", seed=0, template=(3, 3), budget="2x m")
         searcher.agent = agent
@@ -88,7 +94,7 @@ async def test_bad_agent_replies_are_counted_logged_and_fall_back(caplog):
 
 async def test_a_valid_llm_update_is_applied():
     async with ScriptedServer([VALID] * 3) as server:
-        client = OpenAIClient(server.base_url, max_retries=0)
+        client = OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0))
         searcher = make_searcher("agent-reinforce", seed=0, template=(3, 3))
         searcher.agent = LLMAgent(client, "agent-model")
         await run_search(searcher, ToyEvaluator(), 6, batch_size=3)
@@ -110,7 +116,7 @@ async def test_llm_optimizer_replaces_unusable_proposals_with_random_ones():
         json.dumps({"graphs": [good]}),  # a duplicate of an evaluated graph
     ]
     async with ScriptedServer(replies) as server:
-        client = OpenAIClient(server.base_url, max_retries=0)
+        client = OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0))
         cost = toy_cost()
         searcher = LLMOptimizer(cost.pool, (3, 3), cost, "5x m", seed=0, client=client,
                                 model="opro", extra=0)

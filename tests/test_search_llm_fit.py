@@ -21,7 +21,7 @@ from pytts.config import SearchConfig
 from pytts.errors import ConfigError
 from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.llm.dialects import NO_SCHEMA_FORM, SCHEMA_FORMS
-from pytts.llm.openai import OpenAIClient
+from pytts.llm.openai import OpenAIClient, RetryPolicy
 from pytts.llm.router import RoutedClient
 from pytts.pool import ModelPool
 from pytts.search import LLMAgent, LLMOptimizer, run_search
@@ -132,7 +132,7 @@ class DialectServer(FakeOpenAI):
 async def run_agent(server: DialectServer, n_evals: int = 12, **agent_kwargs) -> LLMAgent:
     """Agent-REINFORCE on the toy landscape with an LLMAgent asking ``server``; 3 pilots, then
     rounds of 3 (one agent request per round)."""
-    client = OpenAIClient(server.base_url, max_retries=0)
+    client = OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0))
     agent = LLMAgent(client, "agent", **agent_kwargs)
     searcher = make_searcher("agent-reinforce", seed=0, template=(3, 3))
     searcher.agent = agent
@@ -233,7 +233,7 @@ async def test_a_window_too_small_for_any_prompt_falls_back_and_says_what_to_rai
 async def test_the_llm_optimizer_fits_its_prompt_and_sends_its_schema():
     async with DialectServer(n_ctx=1800, props=True, tokenizer=True,
                              reply=OPTIMIZER_REPLY) as server:
-        client = OpenAIClient(server.base_url, max_retries=0)
+        client = OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0))
         cost = toy_cost()
         searcher = LLMOptimizer(cost.pool, (3, 3), cost, "5x m", seed=0, client=client,
                                 model="opro", extra=1, max_tokens=512)

@@ -16,10 +16,20 @@ from test_search_fakes import ToyEvaluator, make_searcher
 from pytts.errors import AgentReplyError
 from pytts.probgraph import ProbGraph
 from pytts.search import Accuracy
-from pytts.search.llm_io import (MAX_LISTED_REGIONS, AgentContext, ScoredGraph,
-                                agent_reply_schema, extract_json_object, feasible_regions,
-                                graph_from_compact, graph_to_compact, optimizer_reply_schema,
-                                parse_feedback, region_min_flops, render_context)
+from pytts.search.llm_io import (
+    MAX_LISTED_REGIONS,
+    AgentContext,
+    ScoredGraph,
+    agent_reply_schema,
+    extract_json_object,
+    feasible_regions,
+    graph_from_compact,
+    graph_to_compact,
+    optimizer_reply_schema,
+    parse_feedback,
+    region_min_flops,
+    render_context,
+)
 
 
 def instances(schema: dict) -> st.SearchStrategy:

@@ -13,8 +13,7 @@ import pytest
 from pytts.errors import ConfigError
 from pytts.evaluate import EvalResult
 from pytts.search import AgentReinforce, RandomSearch, run_search
-from pytts.search.racing import (Race, RacingPolicy, merge_results, outcomes,
-                                 paired_difference)
+from pytts.search.racing import Race, RacingPolicy, merge_results, outcomes, paired_difference
 from pytts.sim import SimPreset, SimulatedPool
 from pytts.sim.evaluator import LatentEvaluator
 

@@ -20,9 +20,15 @@ from pytts.execute import GraphExecutor
 from pytts.graph import CollaborationGraph, GraphBatch
 from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.llm.base import LLMClient, sample_seed
-from pytts.sim import (PRESETS, SimTask, SimulatedPool, extract_final_answer, make_question,
-                       vote_codes)
 from pytts.prompts import node_messages
+from pytts.sim import (
+    PRESETS,
+    SimTask,
+    SimulatedPool,
+    extract_final_answer,
+    make_question,
+    vote_codes,
+)
 from pytts.space import count_graphs
 
 
@@ -248,8 +254,12 @@ def _share(sim, task, model, inputs_for, role, n=4):
 
 def test_refiners_keep_right_answers_and_fix_wrong_ones_as_designed(sim, task):
     preset = sim.preset
-    right = lambda q: [q.answer]
-    wrong = lambda q: [q.meta["distractors"][0]]
+    def right(q):
+        return [q.answer]
+
+    def wrong(q):
+        return [q.meta["distractors"][0]]
+
     for name in ("qwen2.5-7b", "llama3.2-1b"):
         m = next(m for m in preset.models if m.name == name)
         diff = np.array([q.meta["difficulty"] for q in task.questions[:120]])
@@ -266,12 +276,16 @@ def test_refiners_keep_right_answers_and_fix_wrong_ones_as_designed(sim, task):
 
 def test_fusers_pick_a_minority_right_answer_more_often_when_stronger(sim, task):
     # one right candidate against two copies of the same distractor: the vote is wrong
-    minority = lambda q: [q.meta["distractors"][0], q.answer, q.meta["distractors"][0]]
+    def minority(q):
+        return [q.meta["distractors"][0], q.answer, q.meta["distractors"][0]]
+
     strong = _share(sim, task, "qwen2.5-7b", minority, "fuser")
     weak = _share(sim, task, "llama3.2-1b", minority, "fuser")
     assert strong > weak + 0.2 and strong > 0.4
     # ... and a strong fuser keeps a unanimous right answer nearly always
-    unanimous = lambda q: [q.answer] * 3
+    def unanimous(q):
+        return [q.answer] * 3
+
     assert _share(sim, task, "qwen2.5-7b", unanimous, "fuser") > 0.85
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from pytts.graph import CollaborationGraph, GraphBatch
-from pytts.kernels import graph_cost
 from pytts.sim import SimulatedPool
 from pytts.space import enumerate_graphs
 

@@ -13,8 +13,8 @@ from scipy.stats import norm
 
 from pytts.evaluate import EvalResult, Evaluator
 from pytts.execute import GraphExecutor
-from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.graph import ASSISTANT, FUSER, MAX_WIDTH, CollaborationGraph
+from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.search.random_search import RandomSearch
 from pytts.search.run import run_search_sync
 from pytts.sim import PRESETS, SimulatedPool, kernel

@@ -17,14 +17,19 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..errors import BankError, BankMissError, ConfigError, LLMError
+from ..defaults import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+from ..errors import BankError, BankMissError, LLMError
 from .base import Completion, LLMClient, Message, SamplingParams, sample_seed
 
 log = logging.getLogger("pytts.llm")
 
 _SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_S = 30.0
+"""How long a connection waits for another's lock (a second process on the same bank) before
+the statement fails."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
     model TEXT NOT NULL,
@@ -70,8 +75,8 @@ def params_hash(params: SamplingParams) -> str:
 def _check_version(path: str, conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version not in (0, _SCHEMA_VERSION):
-        raise ConfigError(f"{path} is a ResponseBank of schema version {version}, this pytts "
-                          f"reads version {_SCHEMA_VERSION}; use a new path")
+        raise BankError(f"{path} is a ResponseBank of schema version {version}, this pytts "
+                        f"reads version {_SCHEMA_VERSION}; use a new path")
 
 
 _Rows = list[tuple[object, ...]]
@@ -106,7 +111,11 @@ class ResponseBank:
         self.misses = 0
         self.writes = 0
         parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise BankError(f"ResponseBank {self.path} cannot be created ({exc}); point the run "
+                            "at a writable place") from None
         self._synchronous = "FULL" if fsync else "NORMAL"
         # Schema setup (and WAL recovery of a killed writer) happens here so that a broken or
         # foreign file fails the constructor, not some later write.
@@ -121,7 +130,7 @@ class ResponseBank:
             finally:
                 setup.close()
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"{self.path} is not a usable ResponseBank: {exc}") from exc
+            raise BankError(f"{self.path} is not a usable ResponseBank: {exc}") from None
         self._reader = self._connect(check_same_thread=False)
         self._reader.execute("PRAGMA query_only = 1")
         # The read connection may be used from several threads (event loop, executors).
@@ -134,22 +143,22 @@ class ResponseBank:
 
     @staticmethod
     def check(path: str | os.PathLike[str]) -> None:
-        """ConfigError unless ``path`` is absent or a ResponseBank this version reads; nothing is
+        """BankError unless ``path`` is absent or a ResponseBank this version reads; nothing is
         written, so a run can check its bank before it creates anything."""
         if not os.path.exists(path):
             return
         try:
-            conn = sqlite3.connect(os.fspath(path), timeout=30.0)
+            conn = sqlite3.connect(os.fspath(path), timeout=_BUSY_TIMEOUT_S)
             try:
                 conn.execute("PRAGMA query_only = 1")
                 _check_version(os.fspath(path), conn)
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"{os.fspath(path)} is not a usable ResponseBank: {exc}") from None
+            raise BankError(f"{os.fspath(path)} is not a usable ResponseBank: {exc}") from None
 
     def _connect(self, **kwargs: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, **kwargs)
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, **kwargs)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
@@ -200,7 +209,7 @@ class ResponseBank:
         """Queue ``items`` (sample index -> completion) for the writer; the future resolves
         when they are committed. Samples already stored are kept, not overwritten."""
         if self._closed:
-            raise LLMError(f"ResponseBank {self.path} is closed")
+            raise BankError(f"ResponseBank {self.path} is closed")
         now = time.time()
         rows: _Rows = [(model, prompt_hash, params_hash, k, c.text, c.prompt_tokens,
                         c.completion_tokens, c.latency_s, c.finish_reason, now)
@@ -303,7 +312,8 @@ class BankedClient:
                 f"calls_served={self.calls_served})")
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 0.7, max_tokens: int = 256,
+                       temperature: float = DEFAULT_TEMPERATURE,
+                       max_tokens: int = DEFAULT_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """Return samples ``0..n-1`` of this request, from the bank where it has them."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from ..defaults import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 
 Message = Mapping[str, str]
 """One chat message: ``{"role": "system"|"user"|"assistant", "content": str}``."""
@@ -39,8 +42,8 @@ class Completion:
 class SamplingParams:
     """The sampling settings of one request; part of the ResponseBank key."""
 
-    temperature: float = 0.7
-    max_tokens: int = 256
+    temperature: float = DEFAULT_TEMPERATURE
+    max_tokens: int = DEFAULT_MAX_TOKENS
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
     json_schema: str | None = None
@@ -52,7 +55,8 @@ class LLMClient(Protocol):
     """Anything that turns chat messages into completions (a server, a bank, a simulation)."""
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 0.7, max_tokens: int = 256,
+                       temperature: float = DEFAULT_TEMPERATURE,
+                       max_tokens: int = DEFAULT_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """Return ``n`` completions of ``messages`` by ``model`` (a pool model name).

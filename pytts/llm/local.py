@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ConfigError, LLMError, ServerExitedError
+from ..errors import ConfigError, LLMError, LLMTimeoutError, ServerExitedError
 
 log = logging.getLogger("pytts.llm")
 
@@ -184,7 +184,8 @@ class LocalServer:
     def start(self) -> LocalServer:
         """Start the server and wait until it completes a tiny request; LLMError if it does not.
 
-        ``ServerExitedError`` (an LLMError) when the process exits meanwhile."""
+        ``ServerExitedError`` (an LLMError) when the process exits meanwhile, `LLMTimeoutError`
+        when it is not serving within ``startup_timeout_s``."""
         if self.running:
             return self
         if self.port is None:
@@ -229,9 +230,9 @@ class LocalServer:
             except (urllib.error.URLError, OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise LLMError(self._failure(f"did not answer GET /v1/models within "
-                                             f"{self.startup_timeout_s:.0f}s"),
-                               endpoint=self.base_url)
+                raise LLMTimeoutError(self._failure(f"did not answer GET /v1/models within "
+                                                    f"{self.startup_timeout_s:.0f}s"),
+                                      endpoint=self.base_url)
             time.sleep(0.1)
 
     def _warm_up(self, deadline: float) -> None:
@@ -251,6 +252,8 @@ class LocalServer:
                 self.wait(timeout=2.0)
             self._raise_if_exited("on its first completion")
             problem = f"failed its first completion ({type(exc).__name__}: {exc})"
+            if isinstance(getattr(exc, "reason", exc), TimeoutError):
+                raise LLMTimeoutError(self._failure(problem), endpoint=self.base_url) from None
         raise LLMError(self._failure(problem), endpoint=self.base_url)
 
     def stop(self, grace_s: float = 5.0) -> None:

@@ -14,15 +14,32 @@ import math
 import os
 import random
 import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from time import monotonic, perf_counter
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import aiohttp
 
-from ..errors import (ConfigError, ContextOverflowError, EndpointUnreachableError, LLMError,
-                      ServerExitedError)
+from ..defaults import (
+    BACKOFF_BASE_S,
+    BACKOFF_MAX_S,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT_S,
+    MAX_RETRIES,
+)
+from ..errors import (
+    ConfigError,
+    ContextOverflowError,
+    EndpointUnreachableError,
+    LLMError,
+    LLMTimeoutError,
+    RateLimitError,
+    ServerExitedError,
+)
 from . import dialects
 from .base import Completion, Liveness, Message, sample_seed
 
@@ -57,11 +74,12 @@ class RetryPolicy:
     which spreads a burst of clients that failed together. A 429's ``Retry-After`` (seconds or
     an HTTP date) is honoured instead, but capped at ``4 * backoff_max_s`` so a misbehaving
     server cannot stall a search for minutes; a value that is not a finite delay >= 0 is ignored.
+    The defaults are those of `pytts.defaults`.
     """
 
-    max_retries: int = 4
-    backoff_base_s: float = 0.25
-    backoff_max_s: float = 8.0
+    max_retries: int = MAX_RETRIES
+    backoff_base_s: float = BACKOFF_BASE_S
+    backoff_max_s: float = BACKOFF_MAX_S
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -93,12 +111,23 @@ class _RetryableFailure(Exception):
     """One failed attempt that the policy may retry; carries what the final error reports."""
 
     def __init__(self, cause: str, status: int | None = None,
-                 retry_after_s: float | None = None, *, connection: bool = False) -> None:
+                 retry_after_s: float | None = None, *, connection: bool = False,
+                 timed_out: bool = False) -> None:
         super().__init__(cause)
         self.cause = cause
         self.status = status
         self.retry_after_s = retry_after_s
         self.connection = connection  # no HTTP answer: connecting failed or the link dropped
+        self.timed_out = timed_out
+
+    @property
+    def error_type(self) -> type[LLMError]:
+        """The LLMError subclass that reports this failure once the retries have run out."""
+        if self.connection:
+            return EndpointUnreachableError
+        if self.status == 429:
+            return RateLimitError
+        return LLMTimeoutError if self.timed_out else LLMError
 
 
 def _parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -209,11 +238,12 @@ class OpenAIClient:
     It owns one ``aiohttp.ClientSession``, created on first use inside the running event loop
     and bound to that loop, and a semaphore that caps the requests in flight at
     ``max_concurrency``. ``timeout_s`` bounds each attempt; failed attempts are retried per
-    :class:`RetryPolicy`. A response body is read in chunks and refused (an LLMError naming the
-    limit, not retried) once it passes ``max_response_bytes``, so an endless or huge body cannot
-    exhaust memory; bodies are requested and read uncompressed. The API key (``api_key`` or the
-    environment variable named by ``api_key_env``) is sent as a Bearer token and never shown in
-    ``repr``, errors or logs.
+    ``retry`` (a :class:`RetryPolicy`, default the policy of `pytts.defaults`). When they run
+    out, a 429 fails with `RateLimitError`, timeouts with `LLMTimeoutError`. A response body is
+    read in chunks and refused (an LLMError naming the limit, not retried) once it passes
+    ``max_response_bytes``, so an endless or huge body cannot exhaust memory; bodies are
+    requested and read uncompressed. The API key (``api_key`` or the environment variable named
+    by ``api_key_env``) is sent as a Bearer token and never shown in ``repr``, errors or logs.
 
     Each returned :class:`Completion` carries the request's prompt tokens (the prompt is shared by
     all ``n`` choices), its share of the completion tokens and the wall time of the attempt that
@@ -227,9 +257,9 @@ class OpenAIClient:
     """
 
     def __init__(self, base_url: str, *, api_key: str | None = None,
-                 api_key_env: str | None = None, max_concurrency: int = 16,
-                 timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 0.25,
-                 backoff_max_s: float = 8.0, headers: Mapping[str, str] | None = None,
+                 api_key_env: str | None = None, max_concurrency: int = DEFAULT_CONCURRENCY,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, retry: RetryPolicy | None = None,
+                 headers: Mapping[str, str] | None = None,
                  jitter_seed: int | None = None, liveness: Liveness | None = None,
                  max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         check_http_url(base_url)
@@ -248,7 +278,7 @@ class OpenAIClient:
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
-        self.retry = RetryPolicy(max_retries, backoff_base_s, backoff_max_s)
+        self.retry = retry if retry is not None else RetryPolicy()
         self._url = self.base_url + "/chat/completions"
         self._api_key = api_key or None
         # identity: a compressed body could inflate far past the cap in one decoded chunk
@@ -313,7 +343,8 @@ class OpenAIClient:
         return self._redact(text + ("..." if len(raw) > _SNIPPET_CHARS else ""))
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 0.7, max_tokens: int = 256,
+                       temperature: float = DEFAULT_TEMPERATURE,
+                       max_tokens: int = DEFAULT_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """Return ``n`` completions of ``messages`` by ``model`` (the server's model name).
@@ -528,7 +559,7 @@ class OpenAIClient:
             except _RetryableFailure as exc:
                 failure = exc
             except asyncio.TimeoutError:
-                failure = _RetryableFailure(f"timed out after {self.timeout_s}s")
+                failure = _RetryableFailure(f"timed out after {self.timeout_s}s", timed_out=True)
             except aiohttp.ClientError as exc:
                 if not policy.retries_error(exc):
                     raise LLMError(self._redact(f"{type(exc).__name__}: {exc}"),
@@ -540,10 +571,9 @@ class OpenAIClient:
                 if failure.connection:
                     self._check_alive(model)
             if attempt >= policy.max_retries:
-                error = EndpointUnreachableError if failure.connection else LLMError
-                raise error(f"gave up after {attempt + 1} attempt(s); last cause: "
-                            f"{failure.cause}", endpoint=self.base_url, model=model,
-                            status=failure.status)
+                raise failure.error_type(f"gave up after {attempt + 1} attempt(s); last "
+                                         f"cause: {failure.cause}", endpoint=self.base_url,
+                                         model=model, status=failure.status)
             wait = policy.delay(attempt, failure.retry_after_s, self._rng)
             log.log(self._retry_log_level(failure),
                     "retrying %s model=%s in %.2fs (attempt %d of %d): %s", self.base_url,

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from ..defaults import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT_S,
+)
 from ..errors import ConfigError, LLMError
 from .base import Completion, Liveness, LLMClient, Message
-from .openai import OpenAIClient
+from .openai import OpenAIClient, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,12 @@ class RoutedClient:
     ``clients`` maps a base URL to a client to use instead of a new OpenAIClient; those are
     not closed by :meth:`aclose`. ``liveness`` maps a base URL to the liveness callback of the
     process serving it (see :class:`OpenAIClient`). The remaining keywords configure the
-    OpenAIClients created.
+    OpenAIClients created; ``retry`` is the :class:`RetryPolicy` every one of them follows.
     """
 
     def __init__(self, pool: Any, *, clients: Mapping[str, LLMClient] | None = None,
-                 max_concurrency: int = 16, timeout_s: float = 60.0, max_retries: int = 4,
-                 backoff_base_s: float = 0.25, backoff_max_s: float = 8.0,
+                 max_concurrency: int = DEFAULT_CONCURRENCY,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, retry: RetryPolicy | None = None,
                  liveness: Mapping[str, Liveness] | None = None) -> None:
         given = dict(clients or {})
         alive = {url.rstrip("/"): check for url, check in (liveness or {}).items()}
@@ -55,10 +62,7 @@ class RoutedClient:
                 if client is None:
                     client = OpenAIClient(endpoint, api_key_env=key_env,
                                           max_concurrency=max_concurrency, timeout_s=timeout_s,
-                                          max_retries=max_retries,
-                                          backoff_base_s=backoff_base_s,
-                                          backoff_max_s=backoff_max_s,
-                                          liveness=alive.get(endpoint))
+                                          retry=retry, liveness=alive.get(endpoint))
                     owned[(endpoint, key_env)] = client
             routes[name] = _Route(client, getattr(spec, "api_model", None) or name,
                                   getattr(spec, "temperature", None))
@@ -77,7 +81,8 @@ class RoutedClient:
         return f"RoutedClient(models={sorted(self._routes)}, clients={self.clients})"
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 0.7, max_tokens: int = 256,
+                       temperature: float = DEFAULT_TEMPERATURE,
+                       max_tokens: int = DEFAULT_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """Return ``n`` completions by pool model ``model``; completions carry the pool name."""

@@ -17,14 +17,25 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
+from ..defaults import AGENT_MAX_TOKENS, AGENT_TEMPERATURE
 from ..errors import AgentReplyError, LLMError
 from ..graph import FUSER, CollaborationGraph
 from ..llm.base import LLMClient
 from .channel import LLMChannel, Prompt, PromptVariant
-from .llm_io import (AGENT_FEEDBACK_USER, AGENT_INIT_USER, AGENT_SYSTEM, AgentContext,
-                     ScoredGraph, Update, agent_reply_schema, describe_compact, parse_feedback,
-                     render_context)
+from .llm_io import (
+    AGENT_FEEDBACK_USER,
+    AGENT_INIT_USER,
+    AGENT_SYSTEM,
+    AgentContext,
+    ScoredGraph,
+    Update,
+    agent_reply_schema,
+    describe_compact,
+    parse_feedback,
+    render_context,
+)
 
 log = logging.getLogger("pytts.search")
 
@@ -63,8 +74,8 @@ class Agent(ABC):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what `state_dict` saved (a stateless agent has nothing to restore)."""
 
 
 # ===================================================================== heuristic agent
@@ -163,9 +174,9 @@ class HeuristicAgent(Agent):
         or for later steps (refinements and fusions), given the scores so far.
 
         A model's credit is the mean value of the graphs it appears in, weighted by its share
-        of their nodes of that part; its uncertainty is the dev-score noise over the square root of that
-        total share (a model never used gets the overall mean and a wide prior). The weight is
-        P(this credit is the largest) under independent normals, computed on a fixed grid.
+        of their nodes of that part; its uncertainty is the dev-score noise over the square root
+        of that total share (a model never used gets the overall mean and a wide prior). The
+        weight is P(this credit is the largest) under independent normals, computed on a fixed grid.
         """
         names = ctx.cost.pool.names
         values = np.array([s.value for s in scored])
@@ -183,11 +194,14 @@ _UNSEEN_SD = 0.15
 
 
 def _prob_best(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """P(X_k is the largest) for independent X_k ~ N(mean_k, sd_k), by quadrature on a grid."""
-    from scipy.stats import norm
+    """P(X_k is the largest) for independent X_k ~ N(mean_k, sd_k), by quadrature on a grid.
+
+    The normal pdf and cdf are written out as ``scipy.stats.norm`` computes them (the same
+    floats), since importing scipy.stats costs more than half a second."""
     grid = np.linspace((mean - 6 * sd).min(), (mean + 6 * sd).max(), 2001)
-    pdf = norm.pdf(grid[None, :], mean[:, None], sd[:, None])              # [K, X]
-    cdf = norm.cdf(grid[None, :], mean[:, None], sd[:, None])
+    z = (grid[None, :] - mean[:, None]) / sd[:, None]                       # [K, X]
+    pdf = np.exp(-z ** 2 / 2.0) / np.sqrt(2 * np.pi) / sd[:, None]
+    cdf = ndtr(z)
     log_cdf = np.log(np.maximum(cdf, 1e-300))
     others = np.exp(log_cdf.sum(axis=0)[None, :] - log_cdf)                 # prod over j != k
     p = np.trapezoid(pdf * others, grid, axis=1)
@@ -271,8 +285,9 @@ class LLMAgent(Agent):
     never stops for the agent.
     """
 
-    def __init__(self, client: LLMClient, model: str, *, temperature: float = 0.2,
-                 max_tokens: int = 512, top_k: int = 20, seed: int = 0,
+    def __init__(self, client: LLMClient, model: str, *,
+                 temperature: float = AGENT_TEMPERATURE, max_tokens: int = AGENT_MAX_TOKENS,
+                 top_k: int = 20, seed: int = 0,
                  fallback: HeuristicAgent | None = None,
                  context_tokens: int | None = None) -> None:
         self.client = client

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Coroutine, Iterable, Sequence, TypeVar
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -215,15 +216,15 @@ class Searcher(ABC):
     async def _propose(self, n: int) -> list[CollaborationGraph]:
         """Up to ``n`` feasible graphs."""
 
-    async def _observe(self, graph: CollaborationGraph, result: EvalResult,
+    async def _observe(self, graph: CollaborationGraph, result: EvalResult,  # noqa: B027
                        record: TrialRecord) -> None:
-        """Learn from one told result (``record`` is already in ``history``)."""
+        """Optional hook: learn from one told result (``record`` is already in ``history``)."""
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+    def _load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what `_extra_state` saved (nothing, unless a subclass saves something)."""
 
     def _next_seed(self) -> int:
         """A fresh kernel seed from this searcher's RNG stream."""

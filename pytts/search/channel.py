@@ -7,8 +7,9 @@ overflow.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import AgentReplyError, ContextOverflowError
 from ..llm.base import LLMClient, Message, ServerInfo

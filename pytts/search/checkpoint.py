@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any
 
 from ..errors import ConfigError, PyttsError
 from .history import TrialRecord
@@ -110,7 +111,7 @@ class Checkpoint:
         lines = file.read_bytes().split(b"\n")[:-1]
         return [TrialRecord.from_dict(_parse(line, file), model_names) for line in lines]
 
-    def writer(self) -> "CheckpointWriter":
+    def writer(self) -> CheckpointWriter:
         """A writer for this checkpoint (one per run; close it when the run ends)."""
         return CheckpointWriter(self)
 

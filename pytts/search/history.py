@@ -7,8 +7,9 @@ at the checkpoint, where ``to_dict`` / ``from_dict`` convert.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from ..evaluate import EvalResult
@@ -40,7 +41,7 @@ class TrialRecord:
                 "feedback": self.feedback}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], model_names: Sequence[str]) -> "TrialRecord":
+    def from_dict(cls, data: dict[str, Any], model_names: Sequence[str]) -> TrialRecord:
         """Rebuild from ``to_dict()`` output; the graph's models are looked up in
         ``model_names`` (the searcher's pool, in pool order)."""
         try:

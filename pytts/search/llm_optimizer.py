@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..cost import CostModel
+from ..defaults import OPTIMIZER_MAX_TOKENS, OPTIMIZER_TEMPERATURE
 from ..errors import AgentReplyError, LLMError
 from ..graph import CollaborationGraph
 from ..llm.base import Completion, LLMClient, Message
@@ -21,9 +23,18 @@ from ..pool import ModelPool, ModelSpec
 from ..probgraph import ProbGraph
 from .base import Searcher
 from .channel import LLMChannel, Prompt, PromptVariant
-from .llm_io import (OPTIMIZER_SYSTEM, OPTIMIZER_USER, AgentContext, extract_json_object,
-                     graph_from_compact, graph_to_compact, optimizer_reply_schema,
-                     read_context, render_context, scored_graphs)
+from .llm_io import (
+    OPTIMIZER_SYSTEM,
+    OPTIMIZER_USER,
+    AgentContext,
+    extract_json_object,
+    graph_from_compact,
+    graph_to_compact,
+    optimizer_reply_schema,
+    read_context,
+    render_context,
+    scored_graphs,
+)
 from .moves import neighbours
 
 log = logging.getLogger("pytts.search")
@@ -52,8 +63,8 @@ class LLMOptimizer(Searcher):
     name = "llm-optimizer"
 
     def __init__(self, *args: Any, client: LLMClient | None = None, model: str = OFFLINE_MODEL,
-                 top_k: int = 20, extra: int = 2, temperature: float = 1.0,
-                 max_tokens: int = 2048, context_tokens: int | None = None,
+                 top_k: int = 20, extra: int = 2, temperature: float = OPTIMIZER_TEMPERATURE,
+                 max_tokens: int = OPTIMIZER_MAX_TOKENS, context_tokens: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.offline = client is None
@@ -154,7 +165,8 @@ class OfflineProposer:
     """
 
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 1.0, max_tokens: int = 2048,
+                       temperature: float = OPTIMIZER_TEMPERATURE,
+                       max_tokens: int = OPTIMIZER_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         # Its replies follow the optimizer's schema by construction; json_schema adds nothing.

@@ -11,7 +11,7 @@ becomes "add a step and vote over fewer branches", the trade the budget forces.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..errors import ConfigError
 from ..evaluate import EvalResult
 from ..graph import CollaborationGraph
 from .history import TrialRecord
+
 
 # ===================================================================== objectives
 class Objective(ABC):
@@ -142,7 +144,7 @@ class ParetoFront:
         return len(self._points)
 
     @classmethod
-    def from_history(cls, cost: str, records: Iterable[TrialRecord]) -> "ParetoFront":
+    def from_history(cls, cost: str, records: Iterable[TrialRecord]) -> ParetoFront:
         """The front of the told graphs of a search history."""
         front = cls(cost)
         for r in records:

@@ -12,8 +12,9 @@ is returned, with its paired difference to the runner-up.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -137,7 +138,7 @@ class RacingPolicy:
     def n_race(self) -> int:
         return self.stages[-1]
 
-    def fitted(self, n_questions: int) -> "RacingPolicy":
+    def fitted(self, n_questions: int) -> RacingPolicy:
         """This policy cut to an evaluator of ``n_questions`` questions: race questions first,
         confirmation questions from what is left (none if nothing is)."""
         if n_questions < 2:
@@ -153,7 +154,7 @@ class RacingPolicy:
                 "top": self.top}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RacingPolicy":
+    def from_dict(cls, data: dict[str, Any]) -> RacingPolicy:
         return cls(tuple(data["stages"]), float(data["z"]), int(data["confirm"]),
                    int(data["top"]))
 

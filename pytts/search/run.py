@@ -18,8 +18,9 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..evaluate import EvalResult
@@ -103,7 +104,7 @@ class _LoopState:
                 "evaluated": {k: r.to_dict() for k, r in self.evaluated.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "_LoopState":
+    def from_dict(cls, data: dict[str, Any]) -> _LoopState:
         evaluated = {k: EvalResult.from_dict(r) for k, r in data["evaluated"].items()}
         return cls(**{**data, "evaluated": evaluated})
 
@@ -165,7 +166,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
         cache.setdefault(r.key, r.result)
     cache.update(loop.evaluated)
     fronts = {c: ParetoFront.from_history(c, searcher.history) for c in ("latency", "flops")}
-    race = Race(racing, len(getattr(evaluator, "questions"))) if racing is not None else None
+    race = Race(racing, len(evaluator.questions)) if racing is not None else None
     if race is not None:
         for r in searcher.history:
             if not r.reused:
@@ -240,7 +241,9 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
             keys = [g.canonical_key() for g in graphs]
             told = 0
 
-            async def tell_ready() -> None:
+            # the batch is passed in, not closed over: the closure must see this iteration's
+            async def tell_ready(graphs: list[CollaborationGraph], keys: list[str],
+                                 reused: list[bool]) -> None:
                 nonlocal told
                 while told < len(graphs) and keys[told] in cache:
                     key = keys[told]
@@ -261,7 +264,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                         if chosen is not None:
                             selections[n_real] = (chosen, loop.calls_made + selection_calls)
 
-            await tell_ready()
+            await tell_ready(graphs, keys, reused)
             todo = {}
             for g, key in zip(graphs, keys):
                 if key not in cache and key not in todo.values():
@@ -286,7 +289,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                         persist()
                         report_progress()
                     if failure is None:
-                        await tell_ready()
+                        await tell_ready(graphs, keys, reused)
                 if failure is not None:
                     raise failure
             finally:

@@ -10,8 +10,8 @@ measured accuracy, with each measurement's binomial noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.special import ndtr
@@ -73,7 +73,7 @@ class GraphSurrogate:
     def fitted(self) -> bool:
         return self._x is not None
 
-    def fit(self, observations: Sequence[Observation]) -> "GraphSurrogate":
+    def fit(self, observations: Sequence[Observation]) -> GraphSurrogate:
         """Fit to ``observations`` (repeated graphs are fine: each is a measurement)."""
         if not observations:
             raise ValueError("the surrogate needs at least one observation")

@@ -10,22 +10,41 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..cost import Budget, CostModel
+from ..defaults import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 from ..errors import LLMError
 from ..graph import CollaborationGraph, GraphBatch
 from ..llm.base import Completion, Message, sample_seed
 from ..prompts import parse_node_messages, strip_role_template
 from ..tasks.base import Question
 from .draws import DRAW_FRESH, DRAW_TEXT, extra_bits, fold, run_bits
-from .latent import (ANSWER, CORRECT, FUSE, KINDS, MISSING, NEW_NOISE, NOISE_BASE, REFINE,
-                     Thresholds, node_codes)
+from .latent import (
+    ANSWER,
+    CORRECT,
+    FUSE,
+    KINDS,
+    MISSING,
+    NEW_NOISE,
+    NOISE_BASE,
+    REFINE,
+    Thresholds,
+    node_codes,
+)
 from .presets import CHARS_PER_TOKEN, SimPreset, get_preset, preset_pool
-from .task import (SimTask, extract_final_answer, make_question, make_task, question_address,
-                   question_keys, stable_hash)
+from .task import (
+    SimTask,
+    extract_final_answer,
+    make_question,
+    make_task,
+    question_address,
+    question_keys,
+    stable_hash,
+)
 from .truth import GroundTruth
 from .usage import latency_factor, reply_tokens
 
@@ -157,7 +176,8 @@ class SimulatedPool:
 
     # ------------------------------------------------------------------ LLMClient
     async def complete(self, model: str, messages: Sequence[Message], *, n: int = 1,
-                       temperature: float = 0.7, max_tokens: int = 256,
+                       temperature: float = DEFAULT_TEMPERATURE,
+                       max_tokens: int = DEFAULT_MAX_TOKENS,
                        seed: int | None = None, stop: Sequence[str] | None = None,
                        json_schema: Mapping[str, Any] | None = None) -> list[Completion]:
         """``n`` simulated replies of ``model`` to ``messages`` (see the class docstring);

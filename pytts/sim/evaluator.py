@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..cost import CostModel
+from ..defaults import DEFAULT_MAX_TOKENS
 from ..evaluate import EvalResult
-from ..execute import DEFAULT_MAX_TOKENS
 from ..graph import MAX_WIDTH, CollaborationGraph
 from ..tasks.base import Question
 from .client import SimulatedPool, fresh_answer

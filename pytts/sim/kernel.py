@@ -6,9 +6,9 @@ its NumPy twin (`pytts.sim.simulate_reference`), whichever `pytts.kernels.BACKEN
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class SimGraphs:
 
     @classmethod
     def of(cls, graphs: Sequence[CollaborationGraph], model_names: Sequence[str],
-           keys: np.ndarray | None = None) -> "SimGraphs":
+           keys: np.ndarray | None = None) -> SimGraphs:
         """``graphs`` (one template) for a pool whose models are ``model_names``; ``keys``
         replaces the structural node keys (e.g. the keys of a text-path run)."""
         if not graphs:

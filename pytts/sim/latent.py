@@ -10,14 +10,21 @@ kernel's NumPy twin alike (csrc/simulate.hpp writes the same rules in C++).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from ..tasks.base import Question
-from .draws import (KEEP_BITS, OUTCOME_BITS, WRONG_BITS, keep_field, outcome_field, to_threshold,
-                    wrong_field)
+from .draws import (
+    KEEP_BITS,
+    OUTCOME_BITS,
+    WRONG_BITS,
+    keep_field,
+    outcome_field,
+    to_threshold,
+    wrong_field,
+)
 from .presets import MAX_DISTRACTORS, SimPreset
 
 __all__ = ["ANSWER", "CORRECT", "FUSE", "KINDS", "MISSING", "NEW_NOISE", "NOISE_BASE", "REFINE",
@@ -67,7 +74,7 @@ class Thresholds:
     cuts: np.ndarray        # int64 [Q, n_distractors]
     keep: np.ndarray        # int64 [2]: stick (refiners), follow (fusers)
 
-    def take(self, questions: np.ndarray) -> "Thresholds":
+    def take(self, questions: np.ndarray) -> Thresholds:
         """The thresholds of the questions at indices ``questions`` (in that order)."""
         return Thresholds(self.fail, self.right[:, questions], self.pick[:, questions],
                           self.cuts[questions], self.keep)
@@ -79,7 +86,7 @@ class Thresholds:
 
     @classmethod
     def of(cls, preset: SimPreset, questions: Sequence[Question],
-           max_inputs: int = 1) -> "Thresholds":
+           max_inputs: int = 1) -> Thresholds:
         """Thresholds of ``preset``'s models on ``questions``, for fusers of up to
         ``max_inputs`` candidates."""
         diff = np.array([q.meta["difficulty"] for q in questions], np.float64)
@@ -88,7 +95,7 @@ class Thresholds:
 
     @classmethod
     def from_arrays(cls, preset: SimPreset, difficulty: np.ndarray, weights: np.ndarray,
-                    max_inputs: int = 1) -> "Thresholds":
+                    max_inputs: int = 1) -> Thresholds:
         """`of` from the questions' difficulties ``[Q]`` and distractor weights ``[Q, n]``."""
         if max_inputs < 1:
             raise ValueError(f"max_inputs must be >= 1, got {max_inputs}")

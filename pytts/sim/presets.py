@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -132,8 +132,8 @@ class SimPreset:
             raise ConfigError(f"{where}: prompt_tokens must be at least 40")
 
     @classmethod
-    def generate(cls, seed: int, priors: "LandscapePriors | None" = None, *,
-                 n_dev: int = 200, n_test: int = 400) -> "SimPreset":
+    def generate(cls, seed: int, priors: LandscapePriors | None = None, *,
+                 n_dev: int = 200, n_test: int = 400) -> SimPreset:
         """The generated landscape of ``seed`` (see `generate_preset`)."""
         return generate_preset(seed, priors, n_dev=n_dev, n_test=n_test)
 
@@ -259,7 +259,7 @@ TINY = _register(dataclasses.replace(
 ))
 
 
-def get_preset(preset: "str | SimPreset") -> SimPreset:
+def get_preset(preset: str | SimPreset) -> SimPreset:
     """The preset called ``preset`` (or ``preset`` itself); ConfigError listing the names."""
     if isinstance(preset, SimPreset):
         return preset

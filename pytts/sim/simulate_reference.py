@@ -4,8 +4,9 @@ bits out for the same arrays in.
 A batch of graphs runs on Q questions x S samples. Each node's draws are keyed by (``seed``,
 question key, node key, sample), so graphs that share a node key share its draws (common random
 numbers). Node keys (`sim_node_keys`) identify a node's call as the text path's bank does: model,
-role, predecessors' keys and occurrence number, never its position. Answer codes are those of `pytts.sim.latent`; a fresh wrong answer of node (l, i) gets
-code ``NOISE_BASE + l * MAX_WIDTH + i``, so copies of it can be traced to the node that wrote it.
+role, predecessors' keys and occurrence number, never its position. Answer codes are those of
+`pytts.sim.latent`; a fresh wrong answer of node (l, i) gets code ``NOISE_BASE + l * MAX_WIDTH +
+i``, so copies of it can be traced to the node that wrote it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ import numpy as np
 
 from ..graph import FUSER, MAX_WIDTH
 from .draws import OUTCOME_BITS, fold, run_bits
-from .latent import (ANSWER, CORRECT, FUSE, MISSING, NOISE_BASE, REFINE, Thresholds, node_codes,
-                     right_threshold, vote_codes)
+from .latent import (
+    ANSWER,
+    CORRECT,
+    FUSE,
+    MISSING,
+    NOISE_BASE,
+    REFINE,
+    Thresholds,
+    node_codes,
+    right_threshold,
+    vote_codes,
+)
 
 __all__ = ["sim_expect", "sim_node_keys", "sim_runs"]
 

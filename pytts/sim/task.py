@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

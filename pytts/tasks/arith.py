@@ -3,8 +3,8 @@ offline task whose difficulty can be dialled to what a tiny model partly solves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

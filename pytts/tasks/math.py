@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from ..llm.base import Message
@@ -50,7 +51,7 @@ class MathTask(Task):
         self.questions = list(questions)
 
     @classmethod
-    def from_file(cls, path: str | Path, name: str = "math") -> "MathTask":
+    def from_file(cls, path: str | Path, name: str = "math") -> MathTask:
         """Load a JSONL or Parquet file with fields problem|question and answer|solution.
 
         A row with only a solution takes the last ``\\boxed{}`` of it as the answer. Malformed

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from ..llm.base import Message
@@ -48,7 +49,7 @@ class MMLUTask(Task):
         self.questions = list(questions)
 
     @classmethod
-    def from_file(cls, path: str | Path, name: str = "mmlu") -> "MMLUTask":
+    def from_file(cls, path: str | Path, name: str = "mmlu") -> MMLUTask:
         """Load JSONL (question, choices|options list, answer letter or index) or MMLU's CSV
         layout (question, A, B, C, D, answer; no header, or a header naming those columns).
         Malformed rows raise a ConfigError naming the file and line."""

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..registry import TASK_NAMES
 from .arith import ArithTask
 from .base import Task
 from .humaneval import HumanEvalTask
 from .math import MathTask
 from .mmlu import MMLUTask
 
-TASK_NAMES = ("math", "mmlu", "humaneval", "arith")
+__all__ = ["TASK_NAMES", "load_task", "subsample"]
 
 
 def load_task(name: str, *, path: str | Path | None = None, n: int | None = None, seed: int = 0,
