@@ -5,9 +5,11 @@ Run ``python -m bench.search_efficiency [--quick]``. Landscapes are `SimPreset.g
 worlds (wide priors, nobody tuned for them): a fixed set (seeds 0..``--landscapes``-1) and a
 set drawn at run time (``--drawn`` seeds from the clock, reported separately), each at its two
 budgets. Every searcher runs ``--seeds`` times per landscape and budget through `run_search`
-with racing (`RacingPolicy`: 25, 50, 100 race questions, 50 confirmation questions) on the
-simulator's latent-code kernel (`LatentEvaluator`, one sample per question, keyed by the run's
-seed: all searchers of one seed see the same dev noise). After 8, 16, 32 and 64 evaluations the
+with racing (`RacingPolicy.for_questions(250)`: 25, 50, 100, 200 race questions, 50
+confirmation questions, as the CLI races a dev set of that size) on the simulator's
+latent-code kernel (`LatentEvaluator`, one sample per question, keyed by the run's seed: all
+searchers of one seed see the same dev noise; calls a run made before are served, as by the
+product's bank). After 8, 16, 32 and 64 evaluations the
 graph the search would hand a user (its confirmed selection) is scored by its expected accuracy
 on the test split; the reference optimum comes from `pytts.sim.reference`.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -46,8 +49,9 @@ CHECKPOINTS = (8, 16, 32, 64)
 SELECT_AT = (4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64)
 """Where the returned graph is taken: the table's checkpoints and, between them, the points
 that time when a search first comes within 2 points of the optimum."""
-RACE_STAGES = (25, 50, 100)
-CONFIRM = 50
+DEV_QUESTIONS = 250
+"""Each search's dev set: raced and confirmed by `RacingPolicy.for_questions` (25, 50, 100,
+200 race questions, 50 confirmation questions), as the CLI races its dev set."""
 TRUTH_SAMPLES = 300
 
 # name -> (searcher class, keyword arguments, racing on)
@@ -99,9 +103,11 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     cls, kwargs, racing_on = SEARCHERS[spec.searcher]
     searcher = cls(sim.pool, preset.template, cost, preset.budgets[spec.budget],
                    seed=spec.seed, **kwargs)
-    questions = sim.task(RACE_STAGES[-1] + CONFIRM).questions
+    questions = sim.task(DEV_QUESTIONS).questions
     evaluator = LatentEvaluator(sim, questions, seed=spec.seed)
-    policy = RacingPolicy(RACE_STAGES if racing_on else RACE_STAGES[-1:], confirm=CONFIRM)
+    policy = RacingPolicy.for_questions(DEV_QUESTIONS)
+    if not racing_on:  # every candidate runs on every race question
+        policy = dataclasses.replace(policy, stages=policy.stages[-1:])
     start = time.process_time()
     report = asyncio.run(run_search(searcher, evaluator, spec.n_evals, batch_size=4,
                                     racing=policy, select_at=SELECT_AT))
@@ -287,10 +293,13 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = ["# Search efficiency on generated landscapes", "",
-              f"{args.seeds} seeds, {args.evals} evaluations, racing {RACE_STAGES} + "
-              f"{CONFIRM} confirmation questions, batch 4. Accuracy: expected accuracy on the "
-              "test split of the graph the search returns; regret in points to the reference "
-              "optimum; calls: LLM calls (race and selection runs) spent by then.", ""]
+              f"{args.seeds} seeds, {args.evals} evaluations, racing "
+              f"{RacingPolicy.for_questions(DEV_QUESTIONS).stages} + "
+              f"{RacingPolicy.for_questions(DEV_QUESTIONS).confirm} confirmation questions "
+              "(racing off: every candidate on all race questions), batch 4. Accuracy: "
+              "expected accuracy on the test split of the graph the search returns; regret in "
+              "points to the reference optimum; calls: LLM calls (race and selection runs) "
+              "spent by then.", ""]
     dump: dict[str, Any] = {}
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [(land, b) for lands in sets.values() for land in lands for b in ("low", "high")]

@@ -357,15 +357,13 @@ async def execute_run(setup: RunSetup, run_dir: Path, *,
 
 
 def racing_policy(config: SearchConfig, n_questions: int) -> RacingPolicy | None:
-    """Racing for a dev set of ``n_questions``: 70% race questions in three stages (a quarter,
-    half, all of them), the rest confirm the returned graph; None when racing is off, the dev
+    """Racing for a dev set of ``n_questions`` (`RacingPolicy.for_questions`: 80% raced in
+    doubling stages, the rest confirms the returned graph); None when racing is off, the dev
     set is too small to split (under 20 questions), or candidates run on Ray workers (which
     score whole dev sets)."""
     if config.racing == "off" or config.ray or n_questions < 20:
         return None
-    n_race = max(4, round(0.7 * n_questions))
-    stages = tuple(sorted({max(2, n_race // 4), max(3, n_race // 2), n_race}))
-    return RacingPolicy(stages, confirm=n_questions - n_race)
+    return RacingPolicy.for_questions(n_questions)
 
 
 def call_counts(bank: ResponseBank, run_dir: str | Path,
@@ -475,9 +473,11 @@ def summary_markdown(setup: RunSetup, report: SearchReport, replies: dict | None
 
 
 def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
-    """For a simulated run: the expected test accuracy of the returned graph and of the best
-    single-model graph the run evaluated (the ground truth a real run cannot know)."""
+    """For a simulated run: the expected test accuracy of the returned graph, of the best
+    single-model graph the run evaluated and of the landscape's reference optimum at the run's
+    budget and template (`pytts.sim.reference`; the ground truth a real run cannot know)."""
     from .sim import GroundTruth
+    from .sim.reference import reference_optimum
     truth = GroundTruth(setup.sim.preset)
     returned = truth.expected_accuracy(report.best_graph)[0]
     singles = {r.key: r.graph for r in report.history
@@ -487,6 +487,9 @@ def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     if best_single is not None:
         line += (f"; best single-model graph evaluated {best_single:.3f} "
                  f"({100 * (returned - best_single):+.1f} points)")
+    ref = reference_optimum(setup.sim.preset, setup.budget_flops, template=setup.template)
+    line += (f"; reference optimum at this budget {ref.accuracy:.3f} +/- {ref.stderr:.3f} "
+             f"(returned graph {100 * (returned - ref.accuracy):+.1f} points)")
     return [line + ".", ""]
 
 

@@ -57,6 +57,19 @@ def test_policy_is_validated_and_fitted_to_the_evaluator():
     assert RacingPolicy((25, 50, 100), confirm=50).fitted(120).confirm == 20
 
 
+def test_policy_for_a_dev_set_races_in_doubling_stages_and_confirms_on_the_rest():
+    default = RacingPolicy.for_questions(250)
+    assert default == RacingPolicy() and default.stages == (25, 50, 100, 200)
+    assert default.confirm == 50
+    assert RacingPolicy.for_questions(100).stages == (20, 40, 80)
+    assert RacingPolicy.for_questions(100).confirm == 20
+    assert RacingPolicy.for_questions(20) == RacingPolicy((16,), confirm=4)
+    with pytest.raises(ConfigError):
+        RacingPolicy.for_questions(1)
+    with pytest.raises(ConfigError):
+        RacingPolicy.for_questions(100, race_share=0)
+
+
 class _Scripted:
     """A subset evaluator whose graphs have fixed per-question outcomes (graph -> list)."""
 

@@ -22,8 +22,15 @@ from ..errors import ConfigError
 from ..evaluate import EvalResult
 from ..graph import CollaborationGraph
 
-DEFAULT_STAGES = (25, 50, 100)
-"""Race questions after each stage: a candidate that survives every stage has the last number."""
+DEFAULT_STAGES = (25, 50, 100, 200)
+"""Race questions after each stage: a candidate that survives every stage has the last number.
+Each stage doubles the last: a candidate still level with the incumbent after 100 questions is
+worth 100 more, because the incumbent (and so the returned graph) is only as sure as the
+questions that crowned it (docs/method.md, "Evaluation and selection")."""
+RACE_SHARE = 0.8
+"""Share of a dev set `RacingPolicy.for_questions` races on; the rest confirms the selection."""
+MIN_STAGE = 20
+"""The smallest first stage `RacingPolicy.for_questions` makes: fewer questions say too little."""
 DEFAULT_Z = 1.0
 """A candidate continues while ``mean + z * stderr`` of its paired difference is above zero:
 at z = 1 a candidate as good as the incumbent survives a stage about 84% of the time."""
@@ -133,6 +140,23 @@ class RacingPolicy:
         if self.confirm < 0 or self.top < 1:
             raise ConfigError("racing needs confirm >= 0 and top >= 1")
         object.__setattr__(self, "stages", stages)
+
+    @classmethod
+    def for_questions(cls, n_questions: int, *, race_share: float = RACE_SHARE,
+                      min_stage: int = MIN_STAGE) -> RacingPolicy:
+        """The racing for a dev set of ``n_questions``: ``race_share`` of them raced in stages
+        that double up to all race questions (halving down from them while a stage keeps at
+        least ``min_stage`` questions), the rest confirm the selection. 250 questions give
+        `DEFAULT_STAGES` and `DEFAULT_CONFIRM`."""
+        if n_questions < 2:
+            raise ConfigError("racing needs at least 2 questions")
+        if not 0 < race_share <= 1 or min_stage < 2:
+            raise ConfigError("need 0 < race_share <= 1 and min_stage >= 2")
+        n_race = min(n_questions, max(2, round(race_share * n_questions)))
+        stages = [n_race]
+        while stages[0] // 2 >= min_stage:
+            stages.insert(0, stages[0] // 2)
+        return cls(tuple(stages), confirm=n_questions - n_race)
 
     @property
     def n_race(self) -> int:

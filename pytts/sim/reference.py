@@ -98,10 +98,12 @@ def strategy_family(names: tuple[str, ...], template: tuple[int, int], cost: Cos
     return out
 
 
-def reference_optimum(preset: SimPreset, budget_name: str, *,
+def reference_optimum(preset: SimPreset, budget: str | float, *,
+                      template: tuple[int, int] | None = None,
                       local_rounds: int = LOCAL_ROUNDS, screen_questions: int | None = None,
                       screen_samples: int = SCREEN_SAMPLES) -> Reference:
-    """The reference optimum of ``preset`` at its budget ``budget_name`` (module docstring).
+    """The reference optimum of ``preset`` at ``budget`` (the name of one of its budgets, or
+    FLOPs per query) on ``template`` (default: the preset's), as the module docstring says.
 
     ``local_rounds`` bounds the local search; candidates are screened on the first
     ``screen_questions`` test questions (default: all) with ``screen_samples`` samples each.
@@ -113,7 +115,9 @@ def reference_optimum(preset: SimPreset, budget_name: str, *,
     screen_on = (None if screen_questions is None
                  else sim.task(screen_questions, split="test").questions)
     cost = sim.cost_model()
-    budget = preset.budgets[budget_name].resolve(cost)
+    budget_flops = (preset.budgets[budget].resolve(cost) if isinstance(budget, str)
+                    else float(budget))
+    template = template or preset.template
     names = tuple(sim.pool.names)
     scores: dict[str, tuple[float, CollaborationGraph]] = {}
 
@@ -133,9 +137,9 @@ def reference_optimum(preset: SimPreset, budget_name: str, *,
     def fits_all(graphs: list[CollaborationGraph]) -> np.ndarray:
         if not graphs:
             return np.zeros(0, bool)
-        return cost.batch_cost(GraphBatch.from_graphs(graphs))[0] <= budget
+        return cost.batch_cost(GraphBatch.from_graphs(graphs))[0] <= budget_flops
 
-    family = strategy_family(names, preset.template, cost, budget)
+    family = strategy_family(names, template, cost, budget_flops)
     score(family)
     single = max(v for v, g in scores.values()
                  if g.depth == 1 and len(set(g.model[0][g.model[0] >= 0].tolist())) == 1)
