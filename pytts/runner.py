@@ -488,7 +488,7 @@ def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
         line += (f"; best single-model graph evaluated {best_single:.3f} "
                  f"({100 * (returned - best_single):+.1f} points)")
     ref = reference_optimum(setup.sim.preset, setup.budget_flops, template=setup.template)
-    line += (f"; reference optimum at this budget {ref.accuracy:.3f} +/- {ref.stderr:.3f} "
+    line += (f"; reference optimum at this budget {ref.accuracy:.3f} +/- {ref.stderr:.4f} "
              f"(returned graph {100 * (returned - ref.accuracy):+.1f} points)")
     return [line + ".", ""]
 

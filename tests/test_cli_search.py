@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -51,6 +52,10 @@ def test_demo_search_writes_the_whole_run_directory(tmp_path, capsys):
     assert best["graph"] in [r["graph"] for r in history]
     summary = (run / "summary.md").read_text()
     assert "Returned graph" in summary and "Expected test accuracy" in summary
+    # the landscape's reference optimum at the run's budget, and where the returned graph is
+    ref = re.search(r"reference optimum at this budget \*?\*?([0-9.]+) \+/- ([0-9.]+) "
+                    r"\(returned graph ([-+][0-9.]+) points\)", summary)
+    assert ref is not None and 0.7 < float(ref[1]) < 0.9 and float(ref[3]) <= 0
     assert 'searcher = "agent-reinforce"' in (run / "config.toml").read_text()
     capsys.readouterr()
     # show, eval and compare work on what search wrote
