@@ -49,6 +49,8 @@ CHECKPOINTS = (8, 16, 32, 64)
 SELECT_AT = (4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64)
 """Where the returned graph is taken: the table's checkpoints and, between them, the points
 that time when a search first comes within 2 points of the optimum."""
+MAX_STALE_ASKS = 10
+"""Asks in a row with no new graph before a search counts as exhausted (every searcher)."""
 DEV_QUESTIONS = 250
 """Each search's dev set: raced and confirmed by `RacingPolicy.for_questions` (25, 50, 100,
 200 race questions, 50 confirmation questions), as the CLI races its dev set."""
@@ -110,7 +112,14 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         policy = dataclasses.replace(policy, stages=policy.stages[-1:])
     start = time.process_time()
     report = asyncio.run(run_search(searcher, evaluator, spec.n_evals, batch_size=4,
-                                    racing=policy, select_at=SELECT_AT))
+                                    racing=policy, select_at=SELECT_AT,
+                                    max_stale_asks=MAX_STALE_ASKS))
+    # A search that ran out of new graphs (a budget that leaves few) stops early: what it
+    # returns at every later checkpoint is its final selection.
+    final_calls = report.calls_made + report.selection_calls
+    for k in SELECT_AT:
+        if k > report.n_evals and k not in report.selections and report.selection is not None:
+            report.selections[k] = (report.selection, final_calls)
     cpu = time.process_time() - start
     truth = GroundTruth(preset)
     cache: dict[str, float] = {}

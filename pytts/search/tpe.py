@@ -46,7 +46,9 @@ class TPE(Searcher):
     random start-up trials would be wasted.) A proposal repeating a told graph is told that
     graph's value at once (no evaluation); one repeating a pending graph is marked failed; after
     ``max_retries`` such proposals in a row a random unseen feasible graph (uniform
-    probabilistic graph) is enqueued as the trial instead (``n_fallbacks``).
+    probabilistic graph) is enqueued as the trial instead (``n_fallbacks``); when uniform
+    samples find none either, the space within the budget is taken as exhausted and TPE
+    proposes nothing more (`run_search` then stops with ``"exhausted"``).
 
     Determinism: each ``study.ask()`` gets a fresh `TPESampler` seeded from this searcher's RNG;
     the sampler keeps no other state, so the study's trials and the RNG fully determine what
@@ -123,10 +125,13 @@ class TPE(Searcher):
     async def _propose(self, n: int) -> list[CollaborationGraph]:
         out: list[CollaborationGraph] = []
         while len(out) < n:
-            out.append(self._propose_one({g.canonical_key() for g in out}))
+            graph = self._propose_one({g.canonical_key() for g in out})
+            if graph is None:
+                break  # the space within the budget is exhausted: propose what we have
+            out.append(graph)
         return out
 
-    def _propose_one(self, taken: set[str]) -> CollaborationGraph:
+    def _propose_one(self, taken: set[str]) -> CollaborationGraph | None:
         fail = self._optuna.trial.TrialState.FAIL
         for _ in range(self.max_retries):
             trial = self._ask()
@@ -143,10 +148,17 @@ class TPE(Searcher):
             else:
                 self._trial_of.setdefault(key, []).append(trial.number)
                 return graph
+        fresh = self.sample_unseen(self._uniform, 1, exclude=taken, fill=False)
+        if not fresh:
+            # Neither TPE nor hundreds of uniform draws found a graph not seen yet: the few
+            # graphs within the budget are all known. Asking on would only grow the study.
+            log.info("TPE found no new graph in %d proposals nor in uniform samples; the "
+                     "space within the budget looks exhausted", self.max_retries)
+            return None
         self.n_fallbacks += 1
         log.info("TPE found no new graph in %d proposals; enqueuing a random one",
                  self.max_retries)
-        graph = self.sample_unseen(self._uniform, 1, exclude=taken)[0]
+        graph = fresh[0]
         self.study.enqueue_trial(self.encode(graph))
         trial = self._ask()
         if self._decode(trial).canonical_key() != graph.canonical_key():
