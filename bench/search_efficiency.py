@@ -118,7 +118,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     # returns at every later checkpoint is its final selection.
     final_calls = report.calls_made + report.selection_calls
     for k in SELECT_AT:
-        if k > report.n_evals and k not in report.selections and report.selection is not None:
+        if report.n_evals < k <= spec.n_evals and k not in report.selections \
+                and report.selection is not None:
             report.selections[k] = (report.selection, final_calls)
     cpu = time.process_time() - start
     truth = GroundTruth(preset)
