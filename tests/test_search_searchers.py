@@ -14,6 +14,7 @@ from pytts import CollaborationGraph
 from pytts.errors import ConfigError
 from pytts.search import AccuracyLatency, AgentReinforce, Exhaustive, Reinforce, feasible_graphs
 from pytts.search.moves import neighbours, shrink_to_budget
+from pytts.search.run import run_search_sync
 
 NAMES = sorted(FACTORIES)
 
@@ -187,6 +188,18 @@ def test_tpe_repairs_over_budget_proposals_and_beats_its_random_start():
     assert s.n_repaired > 0
     start = max(r.value for r in s.history[:4])
     assert s.best_record().value > start
+
+
+def test_tpe_stops_when_every_graph_within_the_budget_is_known():
+    # a one-layer template leaves a few dozen graphs; TPE runs out of new ones and says so,
+    # instead of asking (and growing its study) forever
+    s = make_searcher("tpe", seed=0, template=(1, 4))
+    expected = {g.canonical_key() for g in feasible_graphs(s.template, s.cost, s.budget)}
+    report = run_search_sync(s, ToyEvaluator(), 10_000, batch_size=4)
+    assert report.stopped == "exhausted"
+    assert {r.key for r in s.history if not r.reused} <= expected
+    assert report.n_evals >= 0.8 * len(expected)
+    assert len(s.study.trials) < 20 * 4 * (report.n_evals + 4)
 
 
 def test_tpe_encoding_round_trips_every_graph():
