@@ -49,6 +49,8 @@ CHECKPOINTS = (8, 16, 32, 64)
 SELECT_AT = (4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64)
 """Where the returned graph is taken: the table's checkpoints and, between them, the points
 that time when a search first comes within 2 points of the optimum."""
+DRAWN_BASE = 10_000
+"""Landscape seeds drawn at run time start here (fixed ones are 0, 1, ...)."""
 MAX_STALE_ASKS = 10
 """Asks in a row with no new graph before a search counts as exhausted (every searcher)."""
 DEV_QUESTIONS = 250
@@ -159,6 +161,18 @@ def _reference_job(args: tuple[int, str]) -> tuple[int, str, dict[str, Any]]:
                                "graph": g.describe(), "kind": kind}
 
 
+def _calls_to_within(run: dict[str, Any], refs: dict[tuple[int, str], dict[str, Any]],
+                     points: float = 0.02) -> float:
+    """LLM calls spent when the run's returned graph first came within ``points`` of the
+    optimum (infinite if it never did)."""
+    s = run["spec"]
+    opt = refs[(s["landscape"], s["budget"])]["accuracy"]
+    for _, (acc, calls) in sorted((int(k), v) for k, v in run["returned"].items()):
+        if opt - acc <= points:
+            return float(calls)
+    return math.inf
+
+
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
@@ -195,9 +209,7 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
                 calls32.append(got32[1])
                 if r["best_pilot"] is not None and opt - r["best_pilot"] > 0.03:
                     gains.append(got32[0] - r["best_pilot"])
-            reach = [v[1] for k, v in sorted(((int(k), v) for k, v in r["returned"].items()))
-                     if opt - v[0] <= 0.02]
-            to_within.append(reach[0] if reach else float("inf"))
+            to_within.append(_calls_to_within(r, refs))
             made.append(r.get("calls_made", 0))
             served.append(r.get("calls_served", 0))
             vote_served.append(r.get("vote_calls_served", 0))
@@ -258,6 +270,30 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
     worst = min(margins) if margins else None
     figures["worst_margin"] = worst
     tail = [""]
+    figures["calls_paired"] = {}
+    for other in ("tpe", "reinforce", "random"):
+        if other not in names or "agent-reinforce" not in names:
+            continue
+        ratios, only_ar, only_other, neither = [], 0, 0, 0
+        for by in cells.values():
+            a, b = by.get("agent-reinforce"), by.get(other)
+            if a is None or b is None:
+                continue
+            ca, cb = _calls_to_within(a, refs), _calls_to_within(b, refs)
+            if math.isfinite(ca) and math.isfinite(cb):
+                ratios.append(ca / cb)
+            else:
+                only_ar += math.isfinite(ca)
+                only_other += math.isfinite(cb)
+                neither += not (math.isfinite(ca) or math.isfinite(cb))
+        figures["calls_paired"][other] = {"median_ratio": _median(ratios), "both": len(ratios),
+                                          "only_ar": only_ar, "only_other": only_other,
+                                          "neither": neither}
+        tail.append(f"Calls to come within 2 points, agent-reinforce against {other} on the "
+                    f"same landscape, budget and seed: where both did ({len(ratios)} runs) "
+                    f"agent-reinforce needed a median {_median(ratios):.2f}x the calls; "
+                    f"only agent-reinforce did in {only_ar} runs, only {other} in "
+                    f"{only_other}, neither in {neither}.")
     ar_calls = figures.get("agent-reinforce", {}).get("calls_to_2pts")
     if ar_calls is not None:
         ratios = [f"{other} {figures[other]['calls_to_2pts']:.0f} "
@@ -286,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true",
                     help="4 fixed landscapes, 2 drawn, 2 seeds, 32 evaluations, main searchers")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild the report from the runs and references saved in --out")
     args = ap.parse_args(argv)
     if args.quick:
         args.landscapes, args.drawn, args.seeds, args.evals = 4, 2, 2, 32
@@ -295,22 +333,27 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in names if n not in SEARCHERS]
     if unknown:
         ap.error(f"unknown searcher(s) {unknown}; known: {list(SEARCHERS)}")
+    out = Path(args.out)
+    if args.report_only:
+        runs = [json.loads(line) for line in open(out / "search_efficiency_runs.jsonl")]
+        refs = {(int(k.split("/")[0]), k.split("/")[1]): r for k, r in json.loads(
+            (out / "search_efficiency_refs.json").read_text()).items()}
+        for run in runs:
+            run["returned"] = {int(k): v for k, v in run["returned"].items()}
+        lands = sorted({land for land, _ in refs})
+        sets = {"fixed": [x for x in lands if x < DRAWN_BASE],
+                "drawn at run time": [x for x in lands if x >= DRAWN_BASE]}
+        previous = out / "search_efficiency.json"
+        wall = json.loads(previous.read_text())["wall_s"] if previous.exists() else math.nan
+        names = [n for n in names if any(r["spec"]["searcher"] == n for r in runs)]
+        write_report(out, runs, refs, names, sets, args, wall)
+        return
     start = time.time()
     fixed = list(range(args.landscapes))
-    drawn_base = 10_000 + int(time.time()) % 1_000_000
+    drawn_base = DRAWN_BASE + int(time.time()) % 1_000_000
     drawn = [drawn_base + i for i in range(args.drawn)]
     sets = {"fixed": fixed, "drawn at run time": drawn}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = ["# Search efficiency on generated landscapes", "",
-              f"{args.seeds} seeds, {args.evals} evaluations, racing "
-              f"{RacingPolicy.for_questions(DEV_QUESTIONS).stages} + "
-              f"{RacingPolicy.for_questions(DEV_QUESTIONS).confirm} confirmation questions "
-              "(racing off: every candidate on all race questions), batch 4. Accuracy: "
-              "expected accuracy on the test split of the graph the search returns; regret in "
-              "points to the reference optimum; calls: LLM calls (race and selection runs) "
-              "spent by then.", ""]
-    dump: dict[str, Any] = {}
     with ProcessPoolExecutor(args.workers) as pool:
         jobs = [(land, b) for lands in sets.values() for land in lands for b in ("low", "high")]
         refs = {(l, b): r for l, b, r in pool.map(_reference_job, jobs)}
@@ -325,25 +368,48 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append(run)
                 log.write(json.dumps(run, default=str) + "\n")
                 log.flush()
+    write_report(out, runs, refs, names, sets, args, time.time() - start)
+
+
+def write_report(out: Path, runs: list[dict[str, Any]],
+                 refs: dict[tuple[int, str], dict[str, Any]], names: list[str],
+                 sets: dict[str, list[int]], args: argparse.Namespace, wall: float) -> None:
+    """``search_efficiency.md`` and ``.json`` in ``out``, printed too."""
+    report = ["# Search efficiency on generated landscapes", "",
+              f"{args.seeds} seeds, {args.evals} evaluations, racing "
+              f"{RacingPolicy.for_questions(DEV_QUESTIONS).stages} + "
+              f"{RacingPolicy.for_questions(DEV_QUESTIONS).confirm} confirmation questions "
+              "(racing off: every candidate on all race questions), batch 4. Accuracy: "
+              "expected accuracy on the test split of the graph the search returns; regret in "
+              "points to the reference optimum; calls: LLM calls (race and selection runs) "
+              "spent by then.", ""]
     kinds: dict[str, int] = {}
     for r in refs.values():
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
     report += ["Reference optima by kind (all landscapes and budgets): "
                + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())), ""]
+    dump: dict[str, Any] = {}
     for set_name, lands in sets.items():
         chosen = [r for r in runs if r["spec"]["landscape"] in lands]
         table, figures = summarise(chosen, refs, names)
         report += [f"## {set_name} landscapes ({', '.join(f'gen-{l}' for l in lands)})", "",
                    table, ""]
         dump[set_name] = figures
-    wall = time.time() - start
-    report.append(f"Wall time of the whole benchmark: {wall / 60:.1f} min on "
-                  f"{args.workers} worker(s).")
+    cpu: dict[str, float] = {}
+    for r in runs:
+        cpu[r["spec"]["searcher"]] = cpu.get(r["spec"]["searcher"], 0.0) + r["cpu_s"]
+    total = sum(cpu.values())
+    share = ", ".join(f"{n} {100 * c / total:.0f}%" for n, c in
+                      sorted(cpu.items(), key=lambda kv: -kv[1])[:3])
+    report.append(f"Wall time of the whole benchmark: {wall / 60:.1f} min on {args.workers} "
+                  f"worker(s) ({len(runs)} runs). The searches' own CPU time: "
+                  f"{total / 60:.1f} min ({total / 60 / max(args.workers, 1):.1f} min per "
+                  f"worker); largest shares: {share}.")
     text = "\n".join(report)
     (out / "search_efficiency.md").write_text(text + "\n")
     (out / "search_efficiency.json").write_text(json.dumps(
         {"figures": dump, "refs": {f"{l}/{b}": r for (l, b), r in refs.items()},
-         "runs": runs, "wall_s": wall}, default=str))
+         "runs": runs, "wall_s": wall, "cpu_s": cpu}, default=str))
     print(text)
 
 
