@@ -41,6 +41,9 @@ def test_summary_regret_win_rate_and_pilot_gain_on_known_runs():
     # random comes within 2 points in one run (at 64), never in the other: median infinite
     assert ar["reached_2pts"] == 1.0 and figures["random"]["reached_2pts"] == 0.5
     assert figures["random"]["calls_to_2pts"] == float("inf")
+    # paired: seed 1 both came within 2 points (AR at 32: 3200 calls, random at 64: 6400)
+    assert figures["calls_paired"]["random"] == {"median_ratio": 0.5, "both": 1, "only_ar": 1,
+                                                 "only_other": 0, "neither": 0}
     # @8 a tie and a loss, @16 a win and a tie, @32 two wins, @64 a win and a loss
     assert figures["win_rate"]["random"] == pytest.approx([0.25, 0.75, 1.0, 0.5])
     assert "agent-reinforce" in text and "random" in text
