@@ -269,6 +269,8 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
                 margins.append((med["agent-reinforce"] - best_other, land, budget, k))
     worst = min(margins) if margins else None
     figures["worst_margin"] = worst
+    below = sorted(m for m in margins if m[0] < -0.01)
+    figures["cells_below_1pt"] = [len(below), len(margins)]
     tail = [""]
     figures["calls_paired"] = {}
     for other in ("tpe", "reinforce", "random"):
@@ -305,7 +307,10 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
     if worst is not None:
         tail.append(f"Worst median margin of agent-reinforce against the best main baseline in "
                     f"one landscape and checkpoint: {100 * worst[0]:+.1f} points "
-                    f"(gen-{worst[1]} {worst[2]}, @{worst[3]}).")
+                    f"(gen-{worst[1]} {worst[2]}, @{worst[3]}). It is more than 1 point below "
+                    f"in {len(below)} of {len(margins)} landscape-budget-checkpoint cells"
+                    + (": " + ", ".join(f"gen-{m[1]} {m[2]} @{m[3]} {100 * m[0]:+.1f}"
+                                        for m in below[:12]) if below else "") + ".")
     return "\n".join(lines + wins + tail), figures
 
 
