@@ -81,15 +81,22 @@ DEFAULT_GRID = tuple(list(SEARCHERS)[:12])
 MAIN = ("agent-reinforce", "random", "tpe", "reinforce", "llm-optimizer (offline)")
 
 
+LLM_AGENT_ROW = "agent-reinforce (LLM agent)"
+"""The row of Agent-REINFORCE with an LLM as its agent (``--llm-agent``), run apart."""
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One search run of the benchmark."""
+    """One search run of the benchmark (``agent_endpoint``/``agent_model``: the LLM agent's
+    OpenAI-compatible server and model, for `LLM_AGENT_ROW`)."""
 
     landscape: int
     budget: str
     searcher: str
     seed: int
     n_evals: int
+    agent_endpoint: str | None = None
+    agent_model: str | None = None
 
 
 def _truth_of(truth: GroundTruth, graph: Any, cache: dict[str, float]) -> float:
@@ -104,18 +111,34 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     preset = SimPreset.generate(spec.landscape)
     sim = SimulatedPool(preset)
     cost = sim.cost_model()
-    cls, kwargs, racing_on = SEARCHERS[spec.searcher]
-    searcher = cls(sim.pool, preset.template, cost, preset.budgets[spec.budget],
-                   seed=spec.seed, **kwargs)
+    cls, kwargs, racing_on = ((AgentReinforce, {}, True) if spec.searcher == LLM_AGENT_ROW
+                              else SEARCHERS[spec.searcher])
     questions = sim.task(DEV_QUESTIONS).questions
     evaluator = LatentEvaluator(sim, questions, seed=spec.seed)
     policy = RacingPolicy.for_questions(DEV_QUESTIONS)
     if not racing_on:  # every candidate runs on every race question
         policy = dataclasses.replace(policy, stages=policy.stages[-1:])
+
+    async def search() -> tuple[Any, Any]:
+        def make(**extra: Any) -> Any:
+            return cls(sim.pool, preset.template, cost, preset.budgets[spec.budget],
+                       seed=spec.seed, **kwargs, **extra)
+
+        def run(searcher: Any) -> Any:
+            return run_search(searcher, evaluator, spec.n_evals, batch_size=4, racing=policy,
+                              select_at=SELECT_AT, max_stale_asks=MAX_STALE_ASKS)
+
+        if spec.searcher != LLM_AGENT_ROW:
+            searcher = make()
+            return searcher, await run(searcher)
+        from pytts.llm.openai import OpenAIClient
+        from pytts.search import LLMAgent
+        async with OpenAIClient(spec.agent_endpoint or "", timeout_s=600) as client:
+            searcher = make(agent=LLMAgent(client, spec.agent_model or "", seed=spec.seed))
+            return searcher, await run(searcher)
+
     start = time.process_time()
-    report = asyncio.run(run_search(searcher, evaluator, spec.n_evals, batch_size=4,
-                                    racing=policy, select_at=SELECT_AT,
-                                    max_stale_asks=MAX_STALE_ASKS))
+    searcher, report = asyncio.run(search())
     # A search that ran out of new graphs (a budget that leaves few) stops early: what it
     # returns at every later checkpoint is its final selection.
     final_calls = report.calls_made + report.selection_calls
@@ -142,6 +165,9 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     return {"spec": asdict(spec), "returned": returned, "best_pilot": best_pilot,
             "best_evaluated": found,
             "cpu_s": cpu, "bad_replies": getattr(searcher, "bad_replies", 0),
+            "agent_requests": getattr(getattr(searcher, "agent", None), "n_calls", 0),
+            "context_overflows": getattr(getattr(searcher, "agent", None),
+                                         "context_overflows", 0),
             "calls_made": report.calls_made + report.selection_calls,
             "calls_served": report.calls_served,
             # the bank's saving on vote-only graphs: calls a wider or repeated vote of the same
@@ -329,6 +355,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild the report from the runs and references saved in --out")
+    ap.add_argument("--llm-agent", metavar="URL",
+                    help="also run Agent-REINFORCE with an LLM agent served at URL (an "
+                         "OpenAI-compatible /v1, e.g. `pytts serve-local`) on the first "
+                         "--llm-agent-landscapes fixed landscapes, seed 0, 32 evaluations, one "
+                         "run at a time; with --report-only, only these runs are made")
+    ap.add_argument("--llm-agent-model", default="smollm2-135m-instruct")
+    ap.add_argument("--llm-agent-landscapes", type=int, default=4)
     args = ap.parse_args(argv)
     if args.quick:
         args.landscapes, args.drawn, args.seeds, args.evals = 4, 2, 2, 32
@@ -340,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown searcher(s) {unknown}; known: {list(SEARCHERS)}")
     out = Path(args.out)
     if args.report_only:
-        runs = [json.loads(line) for line in open(out / "search_efficiency_runs.jsonl")]
+        runs = [json.loads(line) for line in
+                (out / "search_efficiency_runs.jsonl").read_text().splitlines() if line]
         refs = {(int(k.split("/")[0]), k.split("/")[1]): r for k, r in json.loads(
             (out / "search_efficiency_refs.json").read_text()).items()}
         for run in runs:
@@ -351,6 +385,8 @@ def main(argv: list[str] | None = None) -> None:
         previous = out / "search_efficiency.json"
         wall = json.loads(previous.read_text())["wall_s"] if previous.exists() else math.nan
         names = [n for n in names if any(r["spec"]["searcher"] == n for r in runs)]
+        if args.llm_agent:
+            run_llm_agent(out, args)
         write_report(out, runs, refs, names, sets, args, wall)
         return
     start = time.time()
@@ -373,7 +409,55 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append(run)
                 log.write(json.dumps(run, default=str) + "\n")
                 log.flush()
-    write_report(out, runs, refs, names, sets, args, time.time() - start)
+    wall = time.time() - start
+    if args.llm_agent:
+        run_llm_agent(out, args)
+    write_report(out, runs, refs, names, sets, args, wall)
+
+
+LLM_AGENT_RUNS = "search_efficiency_llm_agent.jsonl"
+
+
+def run_llm_agent(out: Path, args: argparse.Namespace) -> None:
+    """The LLM-agent rows: one run at a time (one server), appended to `LLM_AGENT_RUNS`."""
+    with open(out / LLM_AGENT_RUNS, "w") as log:
+        for land in range(args.llm_agent_landscapes):
+            for budget in ("low", "high"):
+                run = run_one(RunSpec(land, budget, LLM_AGENT_ROW, 0, 32, args.llm_agent,
+                                      args.llm_agent_model))
+                log.write(json.dumps(run, default=str) + "\n")
+                log.flush()
+
+
+def llm_agent_section(out: Path, runs: list[dict[str, Any]],
+                      refs: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
+    """The LLM-agent rows against the heuristic agent's runs on the same cells and seed."""
+    path = out / LLM_AGENT_RUNS
+    if not path.exists():
+        return []
+    llm = [json.loads(line) for line in path.read_text().splitlines() if line]
+    if not llm:
+        return []
+    for run in llm:
+        run["returned"] = {int(k): v for k, v in run["returned"].items()
+                           if int(k) <= run["spec"]["n_evals"]}
+    cells = {(r["spec"]["landscape"], r["spec"]["budget"]) for r in llm}
+    heuristic = [dict(r, returned={k: v for k, v in r["returned"].items() if int(k) <= 32})
+                 for r in runs if r["spec"]["searcher"] == "agent-reinforce"
+                 and r["spec"]["seed"] == 0
+                 and (r["spec"]["landscape"], r["spec"]["budget"]) in cells]
+    table, _ = summarise(heuristic + llm, refs, ["agent-reinforce", LLM_AGENT_ROW])
+    requests = sum(r.get("agent_requests", 0) for r in llm)
+    bad = sum(r.get("bad_replies", 0) for r in llm)
+    overflows = sum(r.get("context_overflows", 0) for r in llm)
+    model = llm[0]["spec"].get("agent_model")
+    return [f"## Agent-REINFORCE with an LLM agent ({model}), {len(llm)} runs", "",
+            f"The agent is a {model} served locally: a weak model, so these rows show that the "
+            f"loop runs end to end on an LLM's replies, not what a strong agent would do. "
+            f"Seed 0, 32 evaluations, on {len(cells)} fixed landscape-budget cells, against "
+            f"the heuristic agent's runs of the same cells and seed. {requests} agent "
+            f"requests: {bad} replies fell back to the heuristic, {overflows} context "
+            f"overflows.", "", table, ""]
 
 
 def write_report(out: Path, runs: list[dict[str, Any]],
@@ -400,6 +484,7 @@ def write_report(out: Path, runs: list[dict[str, Any]],
         report += [f"## {set_name} landscapes ({', '.join(f'gen-{l}' for l in lands)})", "",
                    table, ""]
         dump[set_name] = figures
+    report += llm_agent_section(out, runs, refs)
     cpu: dict[str, float] = {}
     for r in runs:
         cpu[r["spec"]["searcher"]] = cpu.get(r["spec"]["searcher"], 0.0) + r["cpu_s"]

@@ -3,9 +3,18 @@ accuracy at each checkpoint, and the summary computes regrets and paired win-rat
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bench.search_efficiency import RunSpec, run_one, summarise
+from bench.search_efficiency import (
+    LLM_AGENT_ROW,
+    LLM_AGENT_RUNS,
+    RunSpec,
+    llm_agent_section,
+    run_one,
+    summarise,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +56,23 @@ def test_summary_regret_win_rate_and_pilot_gain_on_known_runs():
     # @8 a tie and a loss, @16 a win and a tie, @32 two wins, @64 a win and a loss
     assert figures["win_rate"]["random"] == pytest.approx([0.25, 0.75, 1.0, 0.5])
     assert "agent-reinforce" in text and "random" in text
+
+
+def test_llm_agent_rows_are_set_against_the_heuristic_agent_on_the_same_cells(tmp_path):
+    refs = {(7, "low"): {"accuracy": 0.80}}
+    heuristic = [_run("agent-reinforce", {8: 0.70, 16: 0.79, 32: 0.80, 64: 0.80}, 0.70, 0),
+                 _run("agent-reinforce", {8: 0.60, 16: 0.70, 32: 0.70, 64: 0.70}, 0.70, 1)]
+    llm = dict(_run(LLM_AGENT_ROW, {8: 0.70, 16: 0.72, 32: 0.75}, 0.70, 0),
+               agent_requests=7, bad_replies=1, context_overflows=0)
+    llm["spec"].update(n_evals=32, agent_model="tiny-model")
+    assert llm_agent_section(tmp_path, heuristic, refs) == []   # no LLM-agent runs saved
+    (tmp_path / LLM_AGENT_RUNS).write_text(json.dumps(llm) + "\n")
+    text = "\n".join(llm_agent_section(tmp_path, heuristic, refs))
+    assert "tiny-model" in text and "7 agent requests: 1 replies fell back" in text
+    # only the heuristic run of the same seed is compared: @32 it is better (0.80 vs 0.75)
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():  # the accuracy table comes first, the win-rates after
+        if line.startswith("| agent-"):
+            rows.setdefault(line.split("|")[1].strip(), [c.strip() for c in line.split("|")[2:5]])
+    assert rows["agent-reinforce"] == ["0.700", "0.790", "0.800"]   # seed 0's run alone
+    assert rows[LLM_AGENT_ROW] == ["0.700", "0.720", "0.750"]
