@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import importlib.util
 import json
 import os
@@ -43,6 +44,7 @@ from .tasks.base import Task
 
 if TYPE_CHECKING:
     from .sim import SimulatedPool
+    from .sim.reference import Reference
 
 CONFIG_FILE = "config.toml"
 BANK_FILE = "bank.sqlite"
@@ -77,6 +79,15 @@ class RunSetup:
     @property
     def local(self) -> bool:
         return isinstance(self.env, LocalEnvironment)
+
+    @functools.cached_property
+    def reference(self) -> Reference | None:
+        """A simulated run's reference optimum at its budget and template
+        (`pytts.sim.reference`), searched once, on first use; None for a real run."""
+        if self.sim is None:
+            return None
+        from .sim.reference import reference_optimum
+        return reference_optimum(self.sim.preset, self.budget_flops, template=self.template)
 
 
 def resolve(config: SearchConfig) -> RunSetup:
@@ -472,16 +483,11 @@ def summary_markdown(setup: RunSetup, report: SearchReport, replies: dict | None
     return "\n".join(lines)
 
 
-_REFERENCES: dict[tuple[int, float, tuple[int, int]], Any] = {}
-"""Reference optima computed in this process, by (preset object, budget, template)."""
-
-
 def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     """For a simulated run: the expected test accuracy of the returned graph, of the best
     single-model graph the run evaluated and of the landscape's reference optimum at the run's
     budget and template (`pytts.sim.reference`; the ground truth a real run cannot know)."""
     from .sim import GroundTruth
-    from .sim.reference import reference_optimum
     truth = GroundTruth(setup.sim.preset)
     returned = truth.expected_accuracy(report.best_graph)[0]
     singles = {r.key: r.graph for r in report.history
@@ -491,12 +497,7 @@ def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     if best_single is not None:
         line += (f"; best single-model graph evaluated {best_single:.3f} "
                  f"({100 * (returned - best_single):+.1f} points)")
-    # the CLI's console line and summary.md both show it: search once per run
-    key = (id(setup.sim.preset), setup.budget_flops, setup.template)
-    if key not in _REFERENCES:
-        _REFERENCES[key] = reference_optimum(setup.sim.preset, setup.budget_flops,
-                                             template=setup.template)
-    ref = _REFERENCES[key]
+    ref = setup.reference  # the console line and summary.md share one search
     line += (f"; reference optimum at this budget {ref.accuracy:.3f} +/- {ref.stderr:.4f} "
              f"(returned graph {100 * (returned - ref.accuracy):+.1f} points)")
     return [line + ".", ""]
