@@ -19,7 +19,7 @@ import numpy as np
 from ..cost import CostModel
 from ..defaults import DEFAULT_MAX_TOKENS
 from ..evaluate import EvalResult
-from ..graph import MAX_WIDTH, CollaborationGraph
+from ..graph import MAX_WIDTH, CollaborationGraph, Node
 from ..tasks.base import Question
 from .client import SimulatedPool, fresh_answer
 from .draws import run_bits
@@ -102,8 +102,10 @@ class LatentEvaluator:
         codes, winner = run_codes(graphs, th, keys, sample_numbers, self.seed)
         w = graph.template[1]
         bits = run_bits(self.seed, keys, graphs.keys[0].reshape(-1), sample_numbers)
-        usage = self._usage(graph, graphs.batch.model[0], bits)
-        made, served = self._count_calls(graph, bits)
+        nodes = graph.nodes()
+        node_bits = bits[:, [n.layer * w + n.slot for n in nodes], :]   # [Q, nodes, S]
+        usage = self._usage(graph, nodes, graphs.batch.model[0], node_bits)
+        made, served = self._count_calls(node_bits)
         winner = winner[0].reshape(-1)
         asked = [self.questions[i] for i in index for _ in sample_numbers]
         answers = [self._decode(q, int(c), bits[run // len(sample_numbers), :,
@@ -113,12 +115,11 @@ class LatentEvaluator:
             (winner == CORRECT).tolist(), answers=answers, wall_s=time.perf_counter() - start,
             calls_made=made, calls_served=served, **usage)
 
-    def _count_calls(self, graph: CollaborationGraph, bits: np.ndarray) -> tuple[int, int]:
-        """(made, served) calls of a run set whose draws are ``bits`` ``[Q, D * W, S]``: a call's
-        draw bits hash (seed, question, node key, sample), so they identify it as the bank's
-        key identifies a text call."""
-        w = graph.template[1]
-        calls = bits[:, [n.layer * w + n.slot for n in graph.nodes()], :].ravel().tolist()
+    def _count_calls(self, node_bits: np.ndarray) -> tuple[int, int]:
+        """(made, served) calls of a run set whose nodes drew ``node_bits``: a call's draw bits
+        hash (seed, question, node key, sample), so they identify it as the bank's key
+        identifies a text call."""
+        calls = node_bits.ravel().tolist()
         if self.banked is None:
             return len(calls), 0
         before = len(self.banked)
@@ -131,14 +132,13 @@ class LatentEvaluator:
             self._thresholds = Thresholds.of(self.sim.preset, self.questions, max_inputs)
         return self._thresholds
 
-    def _usage(self, graph: CollaborationGraph, model: np.ndarray, bits: np.ndarray) -> dict:
+    def _usage(self, graph: CollaborationGraph, nodes: list[Node], model: np.ndarray,
+               node_bits: np.ndarray) -> dict:
         """Mean FLOPs and latency per run, and total tokens, by the cost model's formulas with
-        each call's drawn reply length and latency noise. ``bits`` is ``[Q, D * W, S]``."""
+        each call's drawn reply length and latency noise. ``node_bits`` are the draws of
+        ``nodes`` (``graph.nodes()``), ``[Q, len(nodes), S]``."""
         w = graph.template[1]
-        nodes = graph.nodes()
-        flat = [n.layer * w + n.slot for n in nodes]
-        k = model.reshape(-1)[flat]
-        node_bits = bits[:, flat, :]
+        k = model.reshape(-1)[[n.layer * w + n.slot for n in nodes]]
         out = np.minimum(reply_tokens(self._out[k][None, :, None], node_bits), self.max_tokens)
         noise = latency_factor(node_bits)
         position = {(n.layer, n.slot): j for j, n in enumerate(nodes)}
@@ -151,7 +151,7 @@ class LatentEvaluator:
                        + out[:, j] / self._decode_tps[k[j]]) * noise[:, j]
             finish[:, j] = latency + (finish[:, preds].max(axis=1) if preds else 0.0)
         flops = self._per_token[k][None, :, None] * (prompt + out)
-        runs = bits.shape[0] * bits.shape[2]
+        runs = node_bits.shape[0] * node_bits.shape[2]
         return {"mean_flops": float(flops.sum()) / runs,
                 "mean_latency_s": float(finish.max(axis=1).sum()) / runs,
                 "prompt_tokens": int(round(float(prompt.sum()))),
