@@ -464,10 +464,10 @@ def write_report(out: Path, runs: list[dict[str, Any]],
                  refs: dict[tuple[int, str], dict[str, Any]], names: list[str],
                  sets: dict[str, list[int]], args: argparse.Namespace, wall: float) -> None:
     """``search_efficiency.md`` and ``.json`` in ``out``, printed too."""
+    policy = RacingPolicy.for_questions(DEV_QUESTIONS)
     report = ["# Search efficiency on generated landscapes", "",
               f"{args.seeds} seeds, {args.evals} evaluations, racing "
-              f"{RacingPolicy.for_questions(DEV_QUESTIONS).stages} + "
-              f"{RacingPolicy.for_questions(DEV_QUESTIONS).confirm} confirmation questions "
+              f"{policy.stages} + {policy.confirm} confirmation questions "
               "(racing off: every candidate on all race questions), batch 4. Accuracy: "
               "expected accuracy on the test split of the graph the search returns; regret in "
               "points to the reference optimum; calls: LLM calls (race and selection runs) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -86,3 +87,13 @@ def make_costs(k, seed=0):
     return np.column_stack([rng.uniform(1e8, 1e11, k), rng.uniform(10, 500, k),
                             rng.uniform(100, 5000, k), rng.uniform(10, 100, k),
                             rng.uniform(0, 0.5, k)])
+
+
+def budget_at_quantile(impl, logits, costs, seed, quantile):
+    """A budget at ``quantile`` of the FLOPs of 64 unconditioned samples of ``logits`` (drawn
+    by ``impl``, the compiled module or the reference), so a test's budget rejects a known
+    share; ``inf`` when ``quantile`` is None."""
+    if quantile is None:
+        return math.inf
+    probe = impl.sample_graphs(*logits, None, 50.0, 64, seed, math.inf, 64)
+    return float(np.quantile(impl.graph_cost(*probe[:3], costs, 50.0)[0], quantile))

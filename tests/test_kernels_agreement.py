@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_costs, make_logits, require_core
+from conftest import budget_at_quantile, make_costs, make_logits, require_core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,10 +59,7 @@ def test_one_seed_gives_bit_identical_samples_on_both_backends(d, w, k, r, n, se
     core = require_core()
     logits = make_logits(d, w, k, r, seed % 2**32, scale)
     costs = make_costs(k, seed % 2**32)
-    budget = math.inf
-    if quantile is not None:
-        probe = core.sample_graphs(*logits, None, 50.0, 64, seed, math.inf, 64)
-        budget = float(np.quantile(core.graph_cost(*probe[:3], costs, 50.0)[0], quantile))
+    budget = budget_at_quantile(core, logits, costs, seed, quantile)
     args = (costs, 50.0, n, seed, budget, 40 * n)
     ours = core.sample_graphs(*logits, *args)
     twin = _reference.sample_graphs(*logits, *args)

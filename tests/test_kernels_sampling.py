@@ -9,7 +9,14 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import make_costs, make_logits, make_pool, random_logits, require_core
+from conftest import (
+    budget_at_quantile,
+    make_costs,
+    make_logits,
+    make_pool,
+    random_logits,
+    require_core,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,10 +35,7 @@ def test_sampled_graphs_are_possible_feasible_and_scored_exactly(impl, d, w, k, 
     core = require_core()
     logits = make_logits(d, w, k, r, seed % 2**32, scale)
     costs = make_costs(k, seed % 2**32)
-    budget = math.inf
-    if quantile is not None:
-        probe = impl.sample_graphs(*logits, None, 50.0, 64, seed, math.inf, 64)
-        budget = float(np.quantile(impl.graph_cost(*probe[:3], costs, 50.0)[0], quantile))
+    budget = budget_at_quantile(impl, logits, costs, seed, quantile)
     model, role, edges, logp, n_drawn = impl.sample_graphs(*logits, costs, 50.0, n, seed,
                                                            budget, 50 * n)
     b = len(model)
