@@ -6,7 +6,8 @@ Run as ``python dying_server.py --port P --hits FILE --at N --then ACTION``: it 
 the attempts that reached it), and on completion request number ``N`` does ``ACTION``:
 ``ILL``/``KILL``/... raises that signal in the thread serving the request, before it answers
 (``ILL`` is what an illegal CPU instruction does to llama.cpp), ``hang`` never answers (a test
-kills it from outside).
+kills it from outside). Like llama.cpp's server, it serves one request at a time: a request that
+arrives while another is served waits, so none reaches it after the crash.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -69,7 +70,7 @@ def main() -> None:
         def log_message(self, *a: object) -> None:
             pass
 
-    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+    HTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
 
 
 if __name__ == "__main__":
