@@ -66,7 +66,8 @@ SEARCHERS: dict[str, tuple[type, dict[str, Any], bool]] = {
     "reinforce": (Reinforce, {}, True),
     "llm-optimizer (offline)": (LLMOptimizer, {}, True),
     "ar: pilots only": (AgentReinforce, {"feedback": False, "surrogate": False,
-                                         "moves": False}, True),
+                                         "moves": False, "probes": False}, True),
+    "ar: no role probes": (AgentReinforce, {"probes": False}, True),
     "ar: no local moves": (AgentReinforce, {"moves": False}, True),
     "ar: no trust region": (AgentReinforce, {"trust_region": False}, True),
     "ar: uniform start": (AgentReinforce, {"pilots": False}, True),
@@ -77,7 +78,7 @@ SEARCHERS: dict[str, tuple[type, dict[str, Any], bool]] = {
     "ar: no surrogate": (AgentReinforce, {"surrogate": False}, True),
     "tpe (racing off)": (TPE, {}, False),
 }
-DEFAULT_GRID = tuple(list(SEARCHERS)[:12])
+DEFAULT_GRID = tuple(list(SEARCHERS)[:13])
 MAIN = ("agent-reinforce", "random", "tpe", "reinforce", "llm-optimizer (offline)")
 
 

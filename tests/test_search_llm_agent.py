@@ -97,6 +97,7 @@ async def test_a_valid_llm_update_is_applied():
         client = OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0))
         searcher = make_searcher("agent-reinforce", seed=0, template=(3, 3))
         searcher.agent = LLMAgent(client, "agent-model")
+        searcher.use_probes = False  # the pilots' round and one search round: two feedbacks
         await run_search(searcher, ToyEvaluator(), 6, batch_size=3)
         await client.aclose()
     assert searcher.bad_replies == 0

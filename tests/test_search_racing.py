@@ -154,9 +154,14 @@ def test_a_resumed_raced_search_continues_identically(tmp_path):
     policy = RacingPolicy((15, 30, 60), confirm=30)
     straight = asyncio.run(run_search(_searcher(preset, sim), evaluator, 20, batch_size=4,
                                       racing=policy))
+    # stop where an ask of the straight run ended: the end of its third round (the pilot round
+    # ends an ask of its own, so that is not a multiple of the batch size here)
+    evaluated = np.cumsum([not r.reused for r in straight.history])
+    round_ends = [int(n) for n, r in zip(evaluated, straight.history) if r.feedback]
+    assert round_ends[2] % 4 != 0
     ckpt = tmp_path / "run"
-    asyncio.run(run_search(_searcher(preset, sim), evaluator, 12, batch_size=4, racing=policy,
-                           checkpoint=ckpt))
+    asyncio.run(run_search(_searcher(preset, sim), evaluator, round_ends[2], batch_size=4,
+                           racing=policy, checkpoint=ckpt))
     resumed = asyncio.run(run_search(_searcher(preset, sim), evaluator, 20, batch_size=4,
                                      racing=policy, checkpoint=ckpt))
     assert [r.key for r in resumed.history] == [r.key for r in straight.history]

@@ -3,6 +3,7 @@ searcher that continues exactly like an uninterrupted one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -12,6 +13,7 @@ from test_search_fakes import FACTORIES, ToyEvaluator, make_searcher, toy_accura
 
 from pytts import CollaborationGraph
 from pytts.errors import ConfigError
+from pytts.graph import ASSISTANT, FUSER
 from pytts.search import AccuracyLatency, AgentReinforce, Exhaustive, Reinforce, feasible_graphs
 from pytts.search.moves import neighbours, shrink_to_budget
 from pytts.search.run import run_search_sync
@@ -257,6 +259,34 @@ def test_agent_reinforce_starts_with_one_pilot_per_model():
             wider = CollaborationGraph.layered([[int(p.model[0, 0])] * (p.width + 1)],
                                                s.model_names, template=s.template)
             assert not s.feasible([wider])[0]
+
+
+def test_agent_reinforce_probes_roles_after_the_pilots_have_been_scored():
+    s = make_searcher("agent-reinforce", seed=0, template=(3, 3), budget="3x l")
+    ev = ToyEvaluator()
+    pilots = s.ask(4)
+    assert len(pilots) == 3  # the probe round waits for the pilots' scores: a short ask
+    for g in pilots:
+        s.tell(g, asyncio.run(ev.evaluate(g)))
+    ranked = sorted(pilots, key=toy_accuracy, reverse=True)
+    best, second = (int(g.model[0, 0]) for g in ranked[:2])
+    probes = s.ask(4)
+    assert [g.layer_widths for g in probes] == [(1, 1)] * 4
+    assert {int(g.model[0, 0]) for g in probes} == {best}
+    assert {(int(g.model[1, 0]), int(g.role[1, 0])) for g in probes} == {
+        (m, r) for m in (best, second) for r in (ASSISTANT, FUSER)}
+    assert s._rounds[-1]["kind"] == "probe"
+
+
+def test_agent_reinforce_without_probes_searches_right_after_the_pilots():
+    cost = toy_cost()
+    s = AgentReinforce(cost.pool, (3, 3), cost, "5x m", seed=0, probes=False)
+    ev = ToyEvaluator()
+    graphs = s.ask(4)
+    assert len(graphs) == 4 and [g.depth for g in graphs[:3]] == [1, 1, 1]
+    for g in graphs:
+        s.tell(g, asyncio.run(ev.evaluate(g)))
+    assert [r["kind"] for r in s.journal] == ["pilot"]
 
 
 def test_agent_reinforce_keeps_feedback_in_the_history():

@@ -7,7 +7,10 @@ Loop (docs/method.md, "The loop"):
    that fits the budget (budget-matched self-consistency, so "several calls of a small model vs
    one of a big one" is measured directly). The agent turns the pilot scores into a preference
    for *first answers* only (pilots say nothing of who refines or fuses best, nor of depth), and
-   the trust region bounds this first move away from the uniform distribution.
+   the trust region bounds this first move away from the uniform distribution. Then one round
+   of *role probes*: the best pilot's model answers once and it or the runner-up's takes a
+   second step, as refiner or fuser (`probe_graphs`), so the first search step starts from
+   measured multi-layer graphs.
 2. **Sample** a round of ``round_size`` new candidates within the budget. A pool of structural
    moves of the best few graphs (add a refinement step or fusers, hand a role to another model,
    add or drop a branch or a step, each fitted to the budget), local moves of the best graph
@@ -34,7 +37,7 @@ from scipy.special import expit, log_softmax, logit, softmax
 
 from ..errors import BudgetError
 from ..evaluate import EvalResult
-from ..graph import FUSER, CollaborationGraph, GraphBatch
+from ..graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
 from ..probgraph import ProbGraph
 from .agent import Agent, Feedback, HeuristicAgent
 from .base import Searcher
@@ -208,6 +211,30 @@ def pilot_graphs(searcher: Searcher) -> list[CollaborationGraph]:
     return out
 
 
+def probe_graphs(searcher: Searcher) -> list[CollaborationGraph]:
+    """The role probes that follow the pilots: the best pilot's model answers once, then that
+    model or the runner-up's takes a second step, as a refiner or as a fuser (at most four
+    two-node chains, those that fit the budget and are new).
+
+    Pilots rank models as first answerers only; these chains measure, before any search step
+    relies on it, whether a second step helps at all and whether the strongest models refine
+    or fuse better (docs/method.md, "Pilots and the initial preference").
+    """
+    ranked: list[int] = []
+    for r in sorted(searcher.history, key=lambda r: (-r.value, r.number)):
+        used = np.unique(r.graph.model[r.graph.model >= 0])
+        if r.graph.depth == 1 and used.size == 1 and int(used[0]) not in ranked:
+            ranked.append(int(used[0]))
+    if not ranked:
+        return []
+    first = ranked[0]
+    chains = [CollaborationGraph.layered([[first], [second]], searcher.model_names,
+                                         roles=[[ASSISTANT], [role]], template=searcher.template)
+              for second in ranked[:2] for role in (ASSISTANT, FUSER)]
+    fits = searcher.feasible(chains)
+    return [g for g, ok in zip(chains, fits) if ok and not searcher.seen(g)]
+
+
 class AgentReinforce(Searcher):
     """The paper's searcher: see the module docstring for the loop.
 
@@ -216,7 +243,8 @@ class AgentReinforce(Searcher):
     ``trust`` bounds each update (`TrustRegion`); ``reinforce_lr`` > 0 adds a REINFORCE step
     (advantages against a moving-average baseline, one batched ``grad_log_prob`` call) to the
     agent's move before the trust region. ``pilots=False`` skips the initialisation pilots
-    (the distribution then starts uniform and the first feedback comes after the first round).
+    (the distribution then starts uniform and the first feedback comes after the first round);
+    ``probes=False`` skips the role probes that follow the pilots.
 
     Every feedback (text, structured update, source, realised KL per distribution) is kept in
     ``feedback_log`` (the searcher's journal) and its text on the history record of the tell
@@ -230,7 +258,7 @@ class AgentReinforce(Searcher):
                  reinforce_lr: float = 0.0, pilots: bool = True,
                  baseline_decay: float = 0.7, surrogate: bool = True, moves: bool = True,
                  feedback: bool = True, trust_region: bool = True,
-                 n_samples: int = 64, **kwargs: Any) -> None:
+                 n_samples: int = 64, probes: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if round_size < 1 or not 0 <= n_local <= round_size or reinforce_lr < 0 or n_samples < 0:
             raise ValueError("need round_size >= 1, 0 <= n_local <= round_size, "
@@ -243,6 +271,7 @@ class AgentReinforce(Searcher):
             self.trust = TrustRegion(max_kl=1e6, floor=self.trust.floor)
         self.reinforce_lr = float(reinforce_lr)
         self.use_pilots = bool(pilots)
+        self.use_probes = bool(probes)
         self.use_surrogate = bool(surrogate)
         self.use_moves = bool(moves)
         self.use_feedback = bool(feedback)
@@ -271,6 +300,8 @@ class AgentReinforce(Searcher):
         out: list[CollaborationGraph] = []
         while len(out) < n:
             if not self._queue:
+                if out and self._waits_for_pilots():
+                    break  # the probe round is planned from the pilots' scores: ask again
                 # graphs taken in this call are not pending yet: keep the new round off them
                 self._plan_round({g.canonical_key() for g in out})
             out.append(self._queue.pop(0))
@@ -283,6 +314,9 @@ class AgentReinforce(Searcher):
             kind = "pilot"
             graphs = [g for g in pilot_graphs(self)
                       if not self.seen(g) and g.canonical_key() not in exclude]
+        elif self.n_rounds == 1 and self.use_pilots and self.use_probes:
+            kind = "probe"
+            graphs = [g for g in probe_graphs(self) if g.canonical_key() not in exclude]
         if not graphs:  # also when every pilot was seen already (a warm history)
             kind = "search"
             graphs = self._candidates(self.round_size, exclude)
@@ -290,6 +324,11 @@ class AgentReinforce(Searcher):
                              "keys": [g.canonical_key() for g in graphs], "values": {}})
         self.n_rounds += 1
         self._queue.extend(graphs)
+
+    def _waits_for_pilots(self) -> bool:
+        """Whether the next round is the probe round and a pilot is still being evaluated."""
+        return (self.n_rounds == 1 and self.use_pilots and self.use_probes and bool(self._rounds)
+                and self._rounds[0]["kind"] == "pilot")
 
     def _candidates(self, n: int, exclude: set[str]) -> list[CollaborationGraph]:
         """The round's ``n`` new graphs.

@@ -133,8 +133,9 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
     checkpoint is resumed; graphs pending in it are finished even past ``n_evals``. If an
     evaluation raises, the rest of its batch still finishes (and is persisted) before the error
     propagates. Resuming with a larger ``n_evals`` extends a finished run; it makes the same
-    search as one long run when the first ``n_evals`` was a multiple of ``batch_size`` (some
-    searchers plan rounds at ask time, so ask sizes matter).
+    search as one long run when the first run stopped where an ask of the long run ended (some
+    searchers plan rounds at ask time, so ask sizes matter): at a multiple of ``batch_size``,
+    except that Agent-REINFORCE's pilot round ends an ask of its own.
     ``progress`` is True (a line on stderr) or a callback taking a `SearchProgress`.
 
     ``racing`` (a `RacingPolicy`; the evaluator must take question subsets, see
