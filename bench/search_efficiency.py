@@ -57,6 +57,10 @@ DEV_QUESTIONS = 250
 """Each search's dev set: raced and confirmed by `RacingPolicy.for_questions` (25, 50, 100,
 200 race questions, 50 confirmation questions), as the CLI races its dev set."""
 TRUTH_SAMPLES = 300
+RAISE_MARGIN = 0.0025
+"""How far a returned graph must beat the reference search to raise the reference optimum
+(`raised_references`): the returned graph's accuracy (`TRUTH_SAMPLES` samples) and the
+reference's (thousands) each carry a Monte-Carlo error of about 0.05 points."""
 
 # name -> (searcher class, keyword arguments, racing on)
 SEARCHERS: dict[str, tuple[type, dict[str, Any], bool]] = {
@@ -198,6 +202,28 @@ def _calls_to_within(run: dict[str, Any], refs: dict[tuple[int, str], dict[str, 
         if opt - acc <= points:
             return float(calls)
     return math.inf
+
+
+def raised_references(refs: dict[tuple[int, str], dict[str, Any]],
+                      runs: list[dict[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """The reference optima, each raised to the best graph a run returned where one beat it.
+
+    The reference search is long but not exhaustive; a searcher that returns a better graph
+    shows the optimum is at least that good, and a regret below zero would flatter everyone.
+    Only a rise above `RAISE_MARGIN` counts: below it, the two figures differ by their
+    Monte-Carlo error. A raised reference keeps the search's figure as ``search_accuracy``.
+    """
+    best: dict[tuple[int, str], float] = {}
+    for r in runs:
+        cell = (r["spec"]["landscape"], r["spec"]["budget"])
+        for acc, _ in r["returned"].values():
+            best[cell] = max(best.get(cell, -math.inf), acc)
+    out = {}
+    for cell, ref in refs.items():
+        top = best.get(cell, -math.inf)
+        out[cell] = ref if top <= ref["accuracy"] + RAISE_MARGIN else {
+            **ref, "accuracy": top, "search_accuracy": ref["accuracy"]}
+    return out
 
 
 def _median(xs: list[float]) -> float:
@@ -473,11 +499,19 @@ def write_report(out: Path, runs: list[dict[str, Any]],
               "expected accuracy on the test split of the graph the search returns; regret in "
               "points to the reference optimum; calls: LLM calls (race and selection runs) "
               "spent by then.", ""]
+    refs = raised_references(refs, runs)
     kinds: dict[str, int] = {}
     for r in refs.values():
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    rises = [100 * (r["accuracy"] - r["search_accuracy"]) for r in refs.values()
+             if "search_accuracy" in r]
     report += ["Reference optima by kind (all landscapes and budgets): "
-               + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())), ""]
+               + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ". "
+               f"A searcher returned a graph better by over {100 * RAISE_MARGIN:.2f} points than "
+               f"the reference search found in "
+               f"{len(rises)} of {len(refs)} landscape-budget cells; there the reference is "
+               f"that graph's accuracy (largest rise {max(rises, default=0.0):.1f} points).",
+               ""]
     dump: dict[str, Any] = {}
     for set_name, lands in sets.items():
         chosen = [r for r in runs if r["spec"]["landscape"] in lands]
@@ -500,7 +534,7 @@ def write_report(out: Path, runs: list[dict[str, Any]],
     (out / "search_efficiency.md").write_text(text + "\n")
     (out / "search_efficiency.json").write_text(json.dumps(
         {"figures": dump, "refs": {f"{l}/{b}": r for (l, b), r in refs.items()},
-         "runs": runs, "wall_s": wall, "cpu_s": cpu}, default=str))
+         "wall_s": wall, "cpu_s": cpu}, default=str))
     print(text)
 
 

@@ -12,6 +12,7 @@ from bench.search_efficiency import (
     LLM_AGENT_RUNS,
     RunSpec,
     llm_agent_section,
+    raised_references,
     run_one,
     summarise,
 )
@@ -34,6 +35,18 @@ def test_a_run_reports_the_returned_graph_at_every_checkpoint():
 def _run(searcher: str, accs: dict[int, float], pilot: float, seed: int = 0) -> dict:
     return {"spec": {"landscape": 7, "budget": "low", "searcher": searcher, "seed": seed},
             "returned": {k: (a, 100 * k) for k, a in accs.items()}, "best_pilot": pilot}
+
+
+def test_a_reference_beaten_by_a_returned_graph_is_raised_to_it():
+    refs = {(7, "low"): {"accuracy": 0.80}, (8, "low"): {"accuracy": 0.60}}
+    runs = [_run("random", {8: 0.70, 16: 0.83, 32: 0.81}, 0.70),
+            {**_run("tpe", {8: 0.50, 16: 0.6001}, 0.50), "spec": {
+                "landscape": 8, "budget": "low", "searcher": "tpe", "seed": 0}}]
+    raised = raised_references(refs, runs)
+    assert raised[(7, "low")] == {"accuracy": 0.83, "search_accuracy": 0.80}
+    # beaten by 0.01 points, within Monte-Carlo error: unchanged
+    assert raised[(8, "low")] == {"accuracy": 0.60}
+    assert refs[(7, "low")] == {"accuracy": 0.80}    # the input is not modified
 
 
 def test_summary_regret_win_rate_and_pilot_gain_on_known_runs():

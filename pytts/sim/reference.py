@@ -3,7 +3,8 @@ accuracy (the ground truth), reported with its standard error.
 
 The search is exhaustive over a family of test-time-scaling strategies (a vote of one model or
 of two models, followed by up to ``D - 1`` steps each of which is a refinement of every branch
-or a layer of one to three fusers over all branches, any model per step), then a best-first
+or a layer of one to three fusers over all branches - a fuser of a single answer too, which
+prompts differently from a refiner - any model per step), then a best-first
 local search from the ten best of them with every local and structural move
 (`pytts.search.moves`), until a round improves nothing. Candidates are scored with few
 Monte-Carlo samples; the best ones are then rescored with many.
@@ -56,7 +57,7 @@ def _layered(names: tuple[str, ...], template: tuple[int, int], first: list[int]
             edges[l - 1, np.arange(width), np.arange(width)] = 1
         else:
             model[l, :count] = m
-            role[l, :count] = FUSER if width > 1 else ASSISTANT
+            role[l, :count] = FUSER
             edges[l - 1, :width, :count] = 1
             width = count
     return CollaborationGraph(model, role, edges, names)
@@ -83,7 +84,7 @@ def strategy_family(names: tuple[str, ...], template: tuple[int, int], cost: Cos
         for m in range(k):
             grow(first, steps + [("refine", m, width)], width)
             for count in FUSER_COUNTS:
-                if width > 1 and count <= w_max:
+                if count <= w_max:
                     grow(first, steps + [("fuse", m, count)], count)
 
     for a in range(k):
