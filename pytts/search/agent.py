@@ -278,10 +278,11 @@ class LLMAgent(Agent):
 
     Prompts are `AGENT_SYSTEM` with `AGENT_INIT_USER` / `AGENT_FEEDBACK_USER`, sent through an
     `LLMChannel`: the context shrinks (`AgentContext.views`, down to one-line graph summaries
-    under `AGENT_SYSTEM_SUMMARY`) until the prompt fits the model's context window (``context_tokens``, else what the server reports) beside ``max_tokens`` for
-    the reply, and the reply is constrained to `agent_reply_schema` where the server can do
-    that. Replies are parsed by `parse_feedback`. A reply that is malformed, truncated, out of
-    range or prose, or a call that fails (a context overflow included), is logged
+    under `AGENT_SYSTEM_SUMMARY`) until the prompt fits the model's context window
+    (``context_tokens``, else what the server reports) beside ``max_tokens`` for the reply
+    (`reply_and_room`), and the reply is constrained to `agent_reply_schema` where the server
+    can do that. Replies are parsed by `parse_feedback`. A reply that is malformed, truncated,
+    out of range or prose, or a call that fails (a context overflow included), is logged
     (``pytts.search``), counted in ``bad_replies`` (details in ``bad_reply_log``, last 50) and
     replaced by ``fallback``'s feedback for that step, with source ``"fallback"``: the search
     never stops for the agent.

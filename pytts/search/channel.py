@@ -54,8 +54,8 @@ class LLMChannel:
     known window the reply and the prompt share it as `reply_and_room` says, and the prompt is
     the first variant whose tokens (counted by the server's tokenizer, else by
     `estimate_tokens`, which errs high) fit its room. The most compact variants of pytts's
-    searchers fit windows down to `AGENT_CONTEXT_FLOOR`. ``overflows`` counts requests the server refused as too long plus
-    prompts that could not be fitted at all.
+    searchers fit windows down to `AGENT_CONTEXT_FLOOR`. ``overflows`` counts requests the
+    server refused as too long plus prompts that could not be fitted at all.
     """
 
     def __init__(self, client: LLMClient, model: str, *,
