@@ -28,6 +28,12 @@ OPTIMIZER_MAX_TOKENS = 2048
 """Reply length of the LLM optimizer: it answers with several whole graphs, each a list of
 nodes, which takes four times an agent update."""
 
+AGENT_CONTEXT_FLOOR = 2048
+"""Smallest context window (tokens) that the most compact prompts of the LLM agent and the LLM
+optimizer are made to fit, beside their reply allowance (`AGENT_MAX_TOKENS`; half the window
+for the optimizer), on every generated simulator landscape: the window of the embedded
+SmolLM2-135M. Below it a request may not fit; the searcher then falls back and says so."""
+
 DEFAULT_TIMEOUT_S = 120.0
 """Seconds one attempt of an LLM request may take before it counts as failed (and is retried):
 a long reply of a large model on a busy server takes a minute or more."""

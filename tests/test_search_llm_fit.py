@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import sys
@@ -18,6 +19,7 @@ from fake_openai import FakeOpenAI
 from test_search_fakes import ToyEvaluator, make_searcher, toy_cost
 
 from pytts.config import SearchConfig
+from pytts.defaults import AGENT_CONTEXT_FLOOR
 from pytts.errors import ConfigError
 from pytts.llm.bank import BankedClient, ResponseBank
 from pytts.llm.dialects import NO_SCHEMA_FORM, SCHEMA_FORMS
@@ -223,11 +225,16 @@ async def test_a_configured_window_is_used_when_the_server_does_not_report_one()
     assert agent.channel.window_source == "config"
 
 
-async def test_a_window_too_small_for_any_prompt_falls_back_and_says_what_to_raise():
+async def test_a_window_too_small_for_any_prompt_falls_back_and_says_what_to_raise(caplog):
+    caplog.set_level(logging.WARNING, logger="pytts.search")
     async with DialectServer(n_ctx=600, props=True, tokenizer=True) as server:
         agent = await run_agent(server, n_evals=6)
     assert server.chat == [] and agent.bad_replies == agent.context_overflows == 2
-    assert "agent_context_tokens" in agent.bad_reply_log[0].error
+    error = agent.bad_reply_log[0].error
+    assert "agent_context_tokens" in error and f"{AGENT_CONTEXT_FLOOR} tokens" in error
+    assert "600-token context window (server)" in error
+    logged = [r.getMessage() for r in caplog.records if "using the heuristic" in r.getMessage()]
+    assert len(logged) == 2 and error in logged[0]
 
 
 async def test_the_llm_optimizer_fits_its_prompt_and_sends_its_schema():

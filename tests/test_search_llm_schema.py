@@ -21,6 +21,7 @@ from pytts.search.llm_io import (
     AgentContext,
     ScoredGraph,
     agent_reply_schema,
+    describe_compact,
     extract_json_object,
     feasible_regions,
     graph_from_compact,
@@ -160,11 +161,33 @@ def test_short_compact_form_round_trips_and_is_shorter():
 def test_context_views_shrink_and_keep_the_latest_graphs():
     ctx = scored_context(n_graphs=40)
     views = AgentContext.views(20)
-    sizes = [len(render_context(ctx.to_json(k, c))) for k, c in views]
-    assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0] / 2
-    for k, c in views:
-        ids = [e["id"] for e in ctx.to_json(k, c)["evaluated"]]
+    for summary in (False, True):   # fewer graphs, shorter context, within each form
+        sizes = [len(render_context(ctx.to_json(*view))) for view in views
+                 if view.summary == summary]
+        assert sizes == sorted(sizes, reverse=True)
+    sizes = [len(render_context(ctx.to_json(*view))) for view in views]
+    assert min(sizes) == sizes[-1] < sizes[0] / 4
+    for view in views:
+        data = ctx.to_json(*view)
+        ids = [e["id"] for e in data["evaluated"]]
         assert set(ctx.latest) <= set(ids) and ctx.best().id in ids
+        assert data["latest_ids"] == ctx.latest and data["best_id"] == ctx.best().id
     compact = ctx.to_json(1, True)
     assert "budget_tflops" in compact and "budget_flops" not in compact
     assert compact["budget_tflops"] == pytest.approx(ctx.budget / 1e12, abs=1e-3)
+
+
+def test_the_summary_views_write_each_graph_as_one_line_and_keep_the_per_call_costs():
+    ctx = scored_context(n_graphs=40)
+    summaries = [view for view in AgentContext.views(20) if view.summary]
+    assert summaries and summaries[-1] == AgentContext.views(20)[-1]
+    for view in summaries:
+        data = ctx.to_json(*view)
+        by_id = ctx.by_id()
+        assert all(e["graph"] == describe_compact(by_id[e["id"]].graph)
+                   for e in data["evaluated"])
+        assert data["tflops_per_call"] == {
+            m.name: pytest.approx(ctx.cost.call_flops(m.name) / 1e12, abs=1e-3)
+            for m in ctx.cost.pool}
+        assert data["budget_tflops"] == pytest.approx(ctx.budget / 1e12, abs=1e-3)
+        assert "pool" not in data and "prompt_tokens" not in data

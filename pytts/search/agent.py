@@ -28,7 +28,9 @@ from .llm_io import (
     AGENT_FEEDBACK_USER,
     AGENT_INIT_USER,
     AGENT_SYSTEM,
+    AGENT_SYSTEM_SUMMARY,
     AgentContext,
+    ContextView,
     ScoredGraph,
     Update,
     agent_reply_schema,
@@ -275,11 +277,12 @@ class LLMAgent(Agent):
     """An agent played by an LLM behind any `LLMClient` (an OpenAI-compatible endpoint).
 
     Prompts are `AGENT_SYSTEM` with `AGENT_INIT_USER` / `AGENT_FEEDBACK_USER`, sent through an
-    `LLMChannel`: the context shrinks (`AgentContext.views`) until the prompt fits the model's
-    context window (``context_tokens``, else what the server reports) beside ``max_tokens`` for
-    the reply, and the reply is constrained to `agent_reply_schema` where the server can do
-    that. Replies are parsed by `parse_feedback`. A reply that is malformed, truncated, out of
-    range or prose, or a call that fails (a context overflow included), is logged
+    `LLMChannel`: the context shrinks (`AgentContext.views`, down to one-line graph summaries
+    under `AGENT_SYSTEM_SUMMARY`) until the prompt fits the model's context window
+    (``context_tokens``, else what the server reports) beside ``max_tokens`` for the reply
+    (`reply_and_room`), and the reply is constrained to `agent_reply_schema` where the server
+    can do that. Replies are parsed by `parse_feedback`. A reply that is malformed, truncated,
+    out of range or prose, or a call that fails (a context overflow included), is logged
     (``pytts.search``), counted in ``bad_replies`` (details in ``bad_reply_log``, last 50) and
     replaced by ``fallback``'s feedback for that step, with source ``"fallback"``: the search
     never stops for the agent.
@@ -308,27 +311,33 @@ class LLMAgent(Agent):
         return self.channel.overflows
 
     async def initialize(self, ctx: AgentContext) -> Feedback:
-        return await self._ask(ctx, AGENT_INIT_USER, self.fallback.initial_feedback)
+        return await self._ask(ctx, True, self.fallback.initial_feedback)
 
     async def feedback(self, ctx: AgentContext) -> Feedback:
-        return await self._ask(ctx, AGENT_FEEDBACK_USER, self.fallback.round_feedback)
+        return await self._ask(ctx, False, self.fallback.round_feedback)
 
-    def _variants(self, ctx: AgentContext, user_template: str) -> list[PromptVariant]:
-        def build(top_k: int, compact: bool) -> Prompt:
-            data = ctx.to_json(top_k, compact)
+    def prompt_variants(self, ctx: AgentContext, initial: bool = False) -> list[PromptVariant]:
+        """The prompts of one request about ``ctx`` (the pilot round's when ``initial``), most
+        detailed first, one per `AgentContext.views`; the summary views take the short
+        `AGENT_SYSTEM_SUMMARY`."""
+        user_template = AGENT_INIT_USER if initial else AGENT_FEEDBACK_USER
+
+        def build(view: ContextView) -> Prompt:
+            data = ctx.to_json(*view)
             shown = [entry["id"] for entry in data["evaluated"]]
             user = user_template.format(round=ctx.round, context=render_context(data))
-            return Prompt([{"role": "system", "content": AGENT_SYSTEM},
+            system = AGENT_SYSTEM_SUMMARY if view.summary else AGENT_SYSTEM
+            return Prompt([{"role": "system", "content": system},
                            {"role": "user", "content": user}],
                           agent_reply_schema(ctx, shown), len(shown))
 
-        return [functools.partial(build, k, c) for k, c in AgentContext.views(self.top_k)]
+        return [functools.partial(build, view) for view in AgentContext.views(self.top_k)]
 
-    async def _ask(self, ctx: AgentContext, user_template: str, fallback) -> Feedback:
+    async def _ask(self, ctx: AgentContext, initial: bool, fallback) -> Feedback:
         self.n_calls += 1
         reply = ""
         try:
-            reply, _ = await self.channel.ask(self._variants(ctx, user_template),
+            reply, _ = await self.channel.ask(self.prompt_variants(ctx, initial),
                                               temperature=self.temperature,
                                               max_tokens=self.max_tokens,
                                               seed=self.seed + ctx.round)

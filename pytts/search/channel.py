@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ..defaults import AGENT_CONTEXT_FLOOR
 from ..errors import AgentReplyError, ContextOverflowError
 from ..llm.base import LLMClient, Message, ServerInfo
 from ..llm.dialects import estimate_tokens
@@ -21,6 +22,13 @@ MARGIN_TOKENS = 16
 MARGIN_FRACTION = 0.02
 """Tokens kept free in the window besides the reply: a fixed part and a share of the window,
 for a tokenizer route that counts a little differently from the chat path."""
+
+
+def reply_and_room(window: int, max_tokens: int) -> tuple[int, int]:
+    """(reply allowance, prompt room) in a ``window``-token context: the reply gets
+    ``min(max_tokens, window // 2)`` tokens, the prompt the rest less the margin."""
+    reply = min(max_tokens, window // 2)
+    return reply, window - reply - MARGIN_TOKENS - int(MARGIN_FRACTION * window)
 
 
 @dataclass
@@ -43,10 +51,11 @@ class LLMChannel:
 
     The window is ``context_tokens`` when configured, else what the server reports
     (`ServerInfo.context_window`), else unknown until an overflow error states it. Under a
-    known window a reply gets ``min(max_tokens, window // 2)`` tokens, and the prompt is the
-    first variant whose tokens (counted by the server's tokenizer, else estimated high) fit the
-    rest less a margin. ``overflows`` counts requests the server refused as too long plus
-    prompts that could not be fitted at all.
+    known window the reply and the prompt share it as `reply_and_room` says, and the prompt is
+    the first variant whose tokens (counted by the server's tokenizer, else by
+    `estimate_tokens`, which errs high) fit its room. The most compact variants of pytts's
+    searchers fit windows down to `AGENT_CONTEXT_FLOOR`. ``overflows`` counts requests the
+    server refused as too long plus prompts that could not be fitted at all.
     """
 
     def __init__(self, client: LLMClient, model: str, *,
@@ -84,8 +93,7 @@ class LLMChannel:
         window = await self._window()
         if window is None:
             return start, variants[start](), 0, max_tokens
-        reply = min(max_tokens, window // 2)
-        room = window - reply - MARGIN_TOKENS - int(MARGIN_FRACTION * window)
+        reply, room = reply_and_room(window, max_tokens)
         tokens = 0
         for index in range(start, len(variants)):
             prompt = variants[index]()
@@ -94,10 +102,12 @@ class LLMChannel:
                 return index, prompt, tokens, reply
         self.overflows += 1
         raise ContextOverflowError(
-            f"the most compact prompt takes {tokens} tokens, more than the {room} a "
-            f"{window}-token context window ({self.window_source}) leaves beside {reply} for "
-            "the reply; raise agent_context_tokens if the model's window is larger, or serve "
-            "the agent model with a larger context", window=window, model=self.model)
+            f"the most compact prompt takes {tokens} tokens ({self.counted_by}), more than the "
+            f"{room} a {window}-token context window ({self.window_source}) leaves beside "
+            f"{reply} for the reply; pytts's prompts are made to fit windows of "
+            f"{AGENT_CONTEXT_FLOOR} tokens and more: raise agent_context_tokens if the model's "
+            "window is larger, or serve the agent model with a larger context",
+            window=window, model=self.model)
 
     async def ask(self, variants: Sequence[PromptVariant], *, temperature: float,
                   max_tokens: int, seed: int | None) -> tuple[str, Prompt]:
@@ -163,4 +173,4 @@ class AsksLLM(Protocol):
 
 
 __all__ = ["AsksLLM", "LLMChannel", "MARGIN_FRACTION", "MARGIN_TOKENS", "Prompt",
-           "PromptVariant"]
+           "PromptVariant", "reply_and_room"]

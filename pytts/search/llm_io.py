@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -124,6 +124,19 @@ def describe_compact(graph: CollaborationGraph) -> str:
 # ===================================================================== what the agent reads
 _FEWER_GRAPHS = (12, 8, 5, 3, 2, 1)
 """How many top graphs the ever more compact views of a context show (latest ones besides)."""
+_SUMMARISED_GRAPHS = (5, 1)
+"""How many top graphs the summary views show (latest ones besides), after `_FEWER_GRAPHS`."""
+
+
+class ContextView(NamedTuple):
+    """How much of a context a prompt shows: the best ``top_k`` graphs (and the latest round's),
+    in the ``compact`` form (short graph JSON, TFLOPs) and, with ``summary``, each graph as
+    one `describe_compact` line and the pool as its per-call costs alone: a size that no
+    longer grows with the graphs' node counts."""
+
+    top_k: int
+    compact: bool
+    summary: bool = False
 
 
 @dataclass
@@ -185,7 +198,8 @@ class AgentContext:
     def best(self) -> ScoredGraph:
         return max(self.scored, key=lambda s: (s.value, -s.id))
 
-    def to_json(self, top_k: int = 20, compact: bool = False) -> dict[str, Any]:
+    def to_json(self, top_k: int = 20, compact: bool = False,
+                summary: bool = False) -> dict[str, Any]:
         """The JSON an LLM is shown: task, pool, best ``top_k`` and latest graphs, and the
         distribution's depth and model marginals (when there is a distribution).
 
@@ -194,30 +208,40 @@ class AgentContext:
         compact form and keeps of its figures only the score, the accuracy where it differs,
         and the budget share; it gives FLOPs in TFLOPs (``budget_tflops``,
         ``tflops_per_call``), leaves out model families and the distribution's model
-        marginals.
+        marginals. ``summary`` (implies ``compact``, for the smallest windows) writes each
+        graph as its `describe_compact` line, the pool as ``tflops_per_call`` by model, and
+        leaves out the objective and the token counts of the cost formula.
         """
+        compact = compact or summary
         pool = self.cost.pool
         shown = sorted(self.scored, key=lambda s: (s.value, -s.id))[-top_k:]
         ids = {s.id for s in shown}
         shown = sorted([s for s in self.scored if s.id in self.latest and s.id not in ids]
                        + shown, key=lambda s: (s.value, -s.id))
-        data: dict[str, Any] = {
-            "objective": repr(self.objective),
-            "template": {"max_depth": self.template[0], "max_width": self.template[1]},
-            "prompt_tokens": self.cost.prompt_tokens,
-            "template_tokens": self.cost.template_tokens,
-        }
-        if compact:  # TFLOPs: a FLOPs count in JSON is 13+ digits, most of them tokens
-            data["budget_tflops"] = round(self.budget / 1e12, 3)
-            data["pool"] = [{"model": m.name, "params_b": m.params_b, "out_tokens": m.out_tokens,
-                             "tflops_per_call": round(self.cost.call_flops(m.name) / 1e12, 3)}
-                            for m in pool]
+        template = {"max_depth": self.template[0], "max_width": self.template[1]}
+        # TFLOPs when compact: a FLOPs count in JSON is 13+ digits, most of them tokens
+        tflops = {m.name: round(self.cost.call_flops(m.name) / 1e12, 3) for m in pool}
+        data: dict[str, Any]
+        if summary:
+            data = {"template": template, "budget_tflops": round(self.budget / 1e12, 3),
+                    "tflops_per_call": tflops}
+        elif compact:
+            data = {"objective": repr(self.objective), "template": template,
+                    "prompt_tokens": round(self.cost.prompt_tokens, 1),
+                    "template_tokens": self.cost.template_tokens,
+                    "budget_tflops": round(self.budget / 1e12, 3),
+                    "pool": [{"model": m.name, "params_b": m.params_b,
+                              "out_tokens": m.out_tokens, "tflops_per_call": tflops[m.name]}
+                             for m in pool]}
         else:
-            data["budget_flops"] = self.budget
-            data["pool"] = [{"model": m.name, "family": m.family, "params_b": m.params_b,
-                             "out_tokens": m.out_tokens,
-                             "flops_per_call": self.cost.call_flops(m.name)} for m in pool]
-        data.update({"evaluated": [self._entry(s, compact) for s in shown],
+            data = {"objective": repr(self.objective), "template": template,
+                    "prompt_tokens": self.cost.prompt_tokens,
+                    "template_tokens": self.cost.template_tokens,
+                    "budget_flops": self.budget,
+                    "pool": [{"model": m.name, "family": m.family, "params_b": m.params_b,
+                              "out_tokens": m.out_tokens,
+                              "flops_per_call": self.cost.call_flops(m.name)} for m in pool]}
+        data.update({"evaluated": [self._entry(s, compact, summary) for s in shown],
                      "latest_ids": list(self.latest),
                      "best_id": self.best().id if self.scored else None})
         pg = self.distribution
@@ -229,19 +253,23 @@ class AgentContext:
         return data
 
     @staticmethod
-    def views(top_k: int) -> list[tuple[int, bool]]:
-        """The ``(top_k, compact)`` arguments of `to_json` a prompt tries when it must shrink to
-        fit a context window, most detailed first: the short form, then fewer graphs."""
-        return [(top_k, False), (top_k, True)] + [(k, True) for k in _FEWER_GRAPHS if k < top_k]
+    def views(top_k: int) -> list[ContextView]:
+        """The views a prompt tries when it must shrink to fit a context window, most detailed
+        first: the short form, then fewer graphs, then graphs summarised (`ContextView`)."""
+        views = ([ContextView(top_k, False), ContextView(top_k, True)]
+                 + [ContextView(k, True) for k in _FEWER_GRAPHS if k < top_k]
+                 + [ContextView(min(k, top_k), True, True) for k in _SUMMARISED_GRAPHS])
+        return list(dict.fromkeys(views))
 
-    def _entry(self, s: ScoredGraph, compact: bool) -> dict[str, Any]:
+    def _entry(self, s: ScoredGraph, compact: bool, summary: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": s.id, "score": round(s.value, 4)}
         if not compact or round(s.accuracy, 3) != round(s.value, 3):
             entry["accuracy"] = round(s.accuracy, 4)
         if not compact:
             entry["latency_s"] = round(s.latency_s, 3)
         entry["flops_fraction_of_budget"] = round(s.flops / self.budget, 3)
-        entry["graph"] = graph_to_compact(s.graph, short=compact)
+        entry["graph"] = (describe_compact(s.graph) if summary
+                          else graph_to_compact(s.graph, short=compact))
         return entry
 
 
@@ -292,16 +320,7 @@ class Update:
 
 
 # ===================================================================== prompts (all of them)
-AGENT_SYSTEM = (
-    "You are the optimizer agent of Agent-REINFORCE. You search for the best test-time-scaling "
-    "strategy for a task: a layered graph of LLM calls that must fit a FLOPs budget per query. "
-    "A probabilistic graph (distributions over depth, width per layer given the depth, the "
-    "model and role of each node, and edges) proposes candidates; you read their scores and "
-    "say how to move that distribution.\n" + COMPACT_FORMAT + "\n"
-    "Known regularities: (1) each task prefers some model families and sizes, and under a "
-    "budget several calls of a smaller model can beat one call of a bigger one; (2) accuracy "
-    "rises with width and with depth only up to a task-specific point; (3) the best width "
-    "depends on the depth, so move them together. Scores are noisy dev-set estimates.\n"
+_AGENT_REPLY_FORMAT = (
     "Reply with ONE JSON object and nothing else:\n"
     '{"feedback": "<what to change and why, a few sentences>", '
     '"anchor": <id of an evaluated graph to move toward, or null>, '
@@ -314,6 +333,34 @@ AGENT_SYSTEM = (
     '"step_size": <0..1, how far to move>}'
 )
 
+SUMMARY_FORMAT = (
+    "Each graph is summarised in one line, layer 0 first, layers joined by ->: a layer lists "
+    "its models (x3: three calls of that model), and a later layer says how many of its "
+    "nodes are fusers, or (refine) when all refine."
+)
+"""How the summary views (`ContextView`) write a graph: the `describe_compact` line."""
+
+AGENT_SYSTEM = (
+    "You are the optimizer agent of Agent-REINFORCE. You search for the best test-time-scaling "
+    "strategy for a task: a layered graph of LLM calls that must fit a FLOPs budget per query. "
+    "A probabilistic graph (distributions over depth, width per layer given the depth, the "
+    "model and role of each node, and edges) proposes candidates; you read their scores and "
+    "say how to move that distribution.\n" + COMPACT_FORMAT + "\n"
+    "Known regularities: (1) each task prefers some model families and sizes, and under a "
+    "budget several calls of a smaller model can beat one call of a bigger one; (2) accuracy "
+    "rises with width and with depth only up to a task-specific point; (3) the best width "
+    "depends on the depth, so move them together. Scores are noisy dev-set estimates.\n"
+    + _AGENT_REPLY_FORMAT
+)
+
+AGENT_SYSTEM_SUMMARY = (
+    "You are the optimizer agent of Agent-REINFORCE: you read the scores of layered graphs of "
+    "LLM calls (each fits a FLOPs budget per query) and say how to move the distribution that "
+    "proposes them. Scores are noisy dev-set estimates. " + SUMMARY_FORMAT + "\n"
+    + _AGENT_REPLY_FORMAT
+)
+"""`AGENT_SYSTEM` for the summary views: the graph format and the regularities left out."""
+
 AGENT_INIT_USER = (
     "Pilot round: one budget-matched single-model graph per model was evaluated. Choose the "
     "initial model preference (model_weights) and, if one pilot stands out, an anchor.\n"
@@ -325,15 +372,26 @@ AGENT_FEEDBACK_USER = (
     "CONTEXT:\n{context}"
 )
 
-OPTIMIZER_SYSTEM = (
-    "You optimize test-time-scaling strategies: layered graphs of LLM calls that must fit a "
-    "FLOPs budget per query. A node's FLOPs are 2e9 * params_b * (prompt_tokens + "
-    "template_tokens + the out_tokens of each input + its own out_tokens); a graph's FLOPs are "
-    "the sum over its nodes.\n" + COMPACT_FORMAT + "\n"
+_OPTIMIZER_TASK = (
     "You see previously evaluated graphs with their scores (higher is better), worst first. "
     "Propose new graphs, different from all evaluated ones, likely to score higher.\n"
     'Reply with ONE JSON object and nothing else: {"graphs": [<graph>, ...]}'
 )
+
+OPTIMIZER_SYSTEM = (
+    "You optimize test-time-scaling strategies: layered graphs of LLM calls that must fit a "
+    "FLOPs budget per query. A node's FLOPs are 2e9 * params_b * (prompt_tokens + "
+    "template_tokens + the out_tokens of each input + its own out_tokens); a graph's FLOPs are "
+    "the sum over its nodes.\n" + COMPACT_FORMAT + "\n" + _OPTIMIZER_TASK
+)
+
+OPTIMIZER_SYSTEM_SUMMARY = (
+    "You optimize test-time-scaling strategies: layered graphs of LLM calls that must fit a "
+    "FLOPs budget per query (a call costs its model's tflops_per_call, more when it reads "
+    "inputs).\n" + COMPACT_FORMAT + "\n" + SUMMARY_FORMAT + "\n" + _OPTIMIZER_TASK
+)
+"""`OPTIMIZER_SYSTEM` for the summary views: costs per call instead of the formula, and how
+the evaluated graphs are summarised (replies are still whole graphs)."""
 
 OPTIMIZER_USER = "Propose {n} new graph(s).\nCONTEXT:\n{context}"
 
@@ -573,9 +631,10 @@ def optimizer_reply_schema(model_names: Sequence[str], template: tuple[int, int]
 
 
 
-__all__ = ["AGENT_FEEDBACK_USER", "AGENT_INIT_USER", "AGENT_SYSTEM", "AgentContext",
-           "COMPACT_FORMAT", "FEEDBACK_MAX_CHARS", "FEEDBACK_PATTERN", "FRACTION_GRID",
-           "FRACTION_RANGE", "MAX_LISTED_REGIONS", "OPTIMIZER_SYSTEM", "OPTIMIZER_USER",
+__all__ = ["AGENT_FEEDBACK_USER", "AGENT_INIT_USER", "AGENT_SYSTEM", "AGENT_SYSTEM_SUMMARY",
+           "AgentContext", "COMPACT_FORMAT", "ContextView", "FEEDBACK_MAX_CHARS",
+           "FEEDBACK_PATTERN", "FRACTION_GRID", "FRACTION_RANGE", "MAX_LISTED_REGIONS",
+           "OPTIMIZER_SYSTEM", "OPTIMIZER_SYSTEM_SUMMARY", "OPTIMIZER_USER", "SUMMARY_FORMAT",
            "ScoredGraph", "Update", "WEIGHT_GRID", "WEIGHT_RANGE", "agent_reply_schema",
            "describe_compact", "extract_json_object", "feasible_regions", "graph_from_compact",
            "graph_to_compact", "optimizer_reply_schema", "parse_feedback", "read_context",

@@ -25,8 +25,10 @@ from .base import Searcher
 from .channel import LLMChannel, Prompt, PromptVariant
 from .llm_io import (
     OPTIMIZER_SYSTEM,
+    OPTIMIZER_SYSTEM_SUMMARY,
     OPTIMIZER_USER,
     AgentContext,
+    ContextView,
     extract_json_object,
     graph_from_compact,
     graph_to_compact,
@@ -48,7 +50,8 @@ class LLMOptimizer(Searcher):
     Each ``ask(n)`` sends one request: `OPTIMIZER_SYSTEM` and `OPTIMIZER_USER` with the pool,
     budget, cost formula and the best ``top_k`` scored graphs (worst first), asking for
     ``n + extra`` graphs in compact JSON. The request goes through an `LLMChannel`: the
-    context shrinks until it fits the model's context window (``context_tokens``, else what
+    context shrinks (down to one-line graph summaries under `OPTIMIZER_SYSTEM_SUMMARY`) until
+    it fits the model's context window (``context_tokens``, else what
     the server reports), and the reply is constrained to `optimizer_reply_schema` where the
     server can. Proposals are taken in reply order when they parse, fit the template and the
     budget, and are new; the rest of the ``n`` are random feasible graphs (uniform
@@ -83,24 +86,28 @@ class LLMOptimizer(Searcher):
         return AgentContext(self.template, self.budget, self.cost, self.objective,
                             list(scored.values()), [], None, len(self.history))
 
-    def _variants(self, want: int) -> list[PromptVariant]:
-        ctx = self._context()
+    def prompt_variants(self, ctx: AgentContext, want: int) -> list[PromptVariant]:
+        """The prompts of one request for ``want`` graphs given the scored history ``ctx``,
+        most detailed first, one per `AgentContext.views`; the summary views take the short
+        `OPTIMIZER_SYSTEM_SUMMARY`."""
         schema = optimizer_reply_schema(self.model_names, self.template, want)
 
-        def build(top_k: int, compact: bool) -> Prompt:
-            data = {**ctx.to_json(top_k, compact), "n_requested": want}
+        def build(view: ContextView) -> Prompt:
+            data = {**ctx.to_json(*view), "n_requested": want}
             user = OPTIMIZER_USER.format(n=want, context=render_context(data))
-            return Prompt([{"role": "system", "content": OPTIMIZER_SYSTEM},
+            system = OPTIMIZER_SYSTEM_SUMMARY if view.summary else OPTIMIZER_SYSTEM
+            return Prompt([{"role": "system", "content": system},
                            {"role": "user", "content": user}], schema, len(data["evaluated"]))
 
-        return [functools.partial(build, k, c) for k, c in AgentContext.views(self.top_k)]
+        return [functools.partial(build, view) for view in AgentContext.views(self.top_k)]
 
     async def _propose(self, n: int) -> list[CollaborationGraph]:
         seed = self._next_seed() % 2 ** 31
         self.counts["n_requests"] += 1
         proposals: list[Any] = []
         try:
-            reply, _ = await self.channel.ask(self._variants(n + self.extra),
+            reply, _ = await self.channel.ask(self.prompt_variants(self._context(),
+                                                                   n + self.extra),
                                               temperature=self.temperature,
                                               max_tokens=self.max_tokens, seed=seed)
             data = extract_json_object(reply)
