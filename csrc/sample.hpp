@@ -108,30 +108,30 @@ inline int draw_uniform(std::uint32_t u, int n) {
     return static_cast<int>((static_cast<std::uint64_t>(u) * static_cast<std::uint32_t>(n)) >> 32);
 }
 
-// The random words every draw of the sampler reads: each xoshiro256** output gives two 32-bit
-// words, its high half first. Words are made a block at a time; before each graph, `reserve`
-// makes sure the block holds as many as a graph can read, so that a draw is a load, and a draw
-// that may or may not happen (depending on what was drawn before) can load its word and advance
-// by 0 or 1 without a branch.
+// The random words every draw of the sampler reads: the outputs of kLanes xoshiro256**
+// generators, round by round (see XoshiroLanes), each output giving two 32-bit words, its high
+// half first. Words are made a block at a time; before each graph, `reserve` makes sure the block
+// holds as many as a graph can read, so that a draw is a load, and a draw that may or may not
+// happen (depending on what was drawn before) can load its word and advance by 0 or 1 without a
+// branch.
 class WordStream {
 public:
+    static constexpr std::size_t kRound = 2 * kLanes;  // words per round of the generators
+
     // Room for a few graphs' words: enough to amortise the refills, little to make for one.
     WordStream(std::uint64_t seed, std::size_t max_per_graph)
-        : rng_(seed), words_(4 * std::max<std::size_t>(64, max_per_graph)) {}
+        : rng_(seed), words_(4 * std::max<std::size_t>(64, max_per_graph) + kRound) {}
 
     // Makes sure that at least k words (k <= max_per_graph) are buffered.
     void reserve(std::size_t k) {
         if (end_ - pos_ >= k) return;
-        // Keep the unread words, in order; they end with a whole output, so the next output's
+        // Keep the unread words, in order; they end with a whole round, so the next round's
         // words follow them.
         const std::size_t left = end_ - pos_;
         std::memmove(words_.data(), words_.data() + pos_, left * sizeof(std::uint32_t));
-        end_ = left;
-        while (end_ + 2 <= words_.size()) {
-            const std::uint64_t r = rng_.next();
-            words_[end_++] = static_cast<std::uint32_t>(r >> 32);
-            words_[end_++] = static_cast<std::uint32_t>(r);
-        }
+        const std::size_t rounds = (words_.size() - left) / kRound;
+        xoshiro_lane_words(rng_, words_.data() + left, rounds);
+        end_ = left + rounds * kRound;
         pos_ = 0;
     }
     std::uint32_t next() { return words_[pos_++]; }
@@ -139,7 +139,7 @@ public:
     void advance(std::size_t k) { pos_ += k; }
 
 private:
-    Xoshiro256ss rng_;
+    XoshiroLanes rng_;
     std::vector<std::uint32_t> words_;
     std::size_t pos_ = 0, end_ = 0;
 };
@@ -547,15 +547,15 @@ struct SampleStats {
 
 // Draws graphs until n are accepted or max_draws have been drawn; the draws, in the order they
 // read words from the stream, are those of pytts._reference (its docstring states them):
-//   depth; the width of each layer; the model of each node, in (layer, slot) order; the role of
-//   each node after layer 0; then column by column (node (l+1, j) in that order) its
-//   predecessors: nothing drawn when layer l has one node (the edge is certain), else one subset
-//   draw per chunk of candidates and, if no candidate came up, one uniform pick among them.
+//   depth; the width of each layer; the model of each node, in (layer, slot) order; then column
+//   by column (node (l+1, j) in that order) its predecessors: nothing drawn when layer l has one
+//   node (the edge is certain), else one subset draw per chunk of candidates and, if no
+//   candidate came up, one uniform pick among them; last, the role of each node after layer 0.
 // When Conditioned, a graph whose FLOPs exceed `budget` is rejected as early as a bound allows:
-// after the models (which bound the FLOPs from below before any role or edge is drawn), and
-// after each column (its exact partial sum plus the bound of the nodes still to come). The
-// exact FLOPs are summed node by node in graph_cost's order, so acceptance agrees with
-// feasible() bit for bit.
+// after the models (which bound the FLOPs from below before any edge is drawn), and after each
+// column (its exact partial sum plus the bound of the nodes still to come). The exact FLOPs are
+// summed node by node in graph_cost's order, so acceptance agrees with feasible() bit for bit.
+// Roles do not change the cost, so they come last, and a rejected graph draws none.
 //
 // Models and roles are drawn in one flat loop over the graph's nodes, and the chunks of a column
 // in a loop of fixed length whose draws that do not happen load their word and advance by 0:
@@ -649,14 +649,6 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
             for (int q = nodes - 1; q >= 0; --q) rest[q] += rest[q + 1];
         }
 
-        double lr = 0.0;
-        for (int q = first_later; q < nodes; ++q) {
-            const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
-            const int k = draw_alias(words.next(), t.role_alias.data() + s, R);
-            r[slot[q]] = k;
-            lr += t.lrole[s + k];
-        }
-
         double F = 0.0;
         if (Conditioned)
             for (int q = 0; q < first_later; ++q) F += mc->node_flops(m[q], base_prompt);
@@ -730,6 +722,14 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         }
         if (Conditioned && F > budget) rejected = true;
         if (rejected) continue;
+        double lr = 0.0;
+        for (int q = first_later; q < nodes; ++q) {
+            const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
+            const int k = draw_alias(words.next(), t.role_alias.data() + s, R);
+            r[slot[q]] = k;
+            lr += t.lrole[s + k];
+        }
+
 
         // Write the accepted graph into the next output row, every byte of it.
         std::int16_t* om = out.model + st.accepted * nslot;
