@@ -90,7 +90,7 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
     budget_margin = budget * (1.0 + 1e-12)
     w = np.zeros(d_max, np.int64)
     m = np.zeros(d_max * w_max, np.int64)
-    rest = np.zeros(d_max * w_max + 1)
+    done = np.zeros(d_max * w_max)
     accepted = 0
     drawn = 0
     while accepted < n and drawn < max_draws:
@@ -111,8 +111,8 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
                 k = _alias(_word(state, buf), mk, ma, s * k_models, k_models)
                 m[s] = k
                 lm += lmodel[s * k_models + k]
+        lower = 0.0
         if conditioned:
-            lower = 0.0
             min_out = 0.0
             q = 0
             for l in range(d):
@@ -120,16 +120,13 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
                 layer_min = np.inf
                 for i in range(w[l]):
                     k = m[l * w_max + i]
-                    rest[q] = flops_per_token[k] * (prompt + out_tokens[k])
-                    lower += rest[q]
+                    lower += flops_per_token[k] * (prompt + out_tokens[k])
+                    done[q] = lower
                     layer_min = min(layer_min, out_tokens[k])
                     q += 1
                 min_out = layer_min
             if lower > budget:
                 continue
-            rest[nodes] = 0.0
-            for q in range(nodes - 1, -1, -1):
-                rest[q] += rest[q + 1]
         row_m = om[accepted]
         row_r = orl[accepted]
         row_e = oe[accepted]
@@ -137,10 +134,7 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
         for l in range(d):
             for i in range(w[l]):
                 row_m[l, i] = m[l * w_max + i]
-        F = 0.0
-        if conditioned:
-            for i in range(w[0]):
-                F += flops_per_token[m[i]] * (base + out_tokens[m[i]])
+        F = done[w[0] - 1] if conditioned else 0.0  # layer 0, exactly
         lc = 0.0
         rejected = False
         q_next = w[0]
@@ -175,10 +169,10 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
                 if conditioned:
                     mj = m[(l + 1) * w_max + j]
                     F += flops_per_token[mj] * (prompt + out_tokens[mj])
-                    q_next += 1
-                    if early_exit and F + rest[q_next] > budget_margin:
+                    if early_exit and F + (lower - done[q_next]) > budget_margin:
                         rejected = True
                         break
+                    q_next += 1
             if rejected:
                 break
         if conditioned and F > budget:

@@ -588,12 +588,11 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     int m[kMaxDepth * kMaxWidth];               // model of each slot
     double outs[kMaxDepth * kMaxWidth];         // its output tokens (read masked, so kept finite)
     std::fill(outs, outs + nslot, 0.0);
-    double rest[kMaxDepth * kMaxWidth + 1];     // lower bound of the FLOPs of nodes q, q+1, ...
+    double done[kMaxDepth * kMaxWidth];         // [q]: the FLOPs bound of nodes 0, 1, ..., q
     double min_out[kMaxDepth + 1];              // [l + 1]: smallest output of layer l; [0] = 0
     std::uint64_t live[kMaxWidth + 1];          // [w]: the low w bits
     for (int w = 0; w <= kMaxWidth; ++w)
         live[w] = w == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << w) - 1;
-    int r[kMaxDepth * kMaxWidth];               // role of each slot after layer 0
     const double* subset = t.subset_sum.empty() ? nullptr : t.subset_sum.data();
     const std::size_t subset_stride = subset ? std::size_t{1} << W : 0;
     // Narrow templates (the subset table exists): a layer's edges are one 8x8 bit matrix, bit
@@ -624,7 +623,12 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         // order: a node after layer 0 reads at least one answer of the layer before, so its
         // prompt is at least base + the smallest output among that layer's models (complete by
         // the time its first node comes: nodes run in layer order). Each term is <= the exact
-        // one and rounding is monotone, so the bound never exceeds the exact sum.
+        // one and rounding is monotone, so the bound never exceeds the exact sum. What is left
+        // of it after node q is lower - done[q].
+        // The models go straight to the next output row (rewritten whole if this graph is
+        // rejected).
+        std::int16_t* om = out.model + st.accepted * nslot;
+        std::fill(om, om + nslot, std::int16_t{-1});
         double lm = 0.0, lower = 0.0;
         if (Conditioned)
             for (int l = 0; l <= d; ++l)
@@ -634,24 +638,21 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
             const std::size_t row = static_cast<std::size_t>(s) * K;
             const int k = draw_alias(words.next(), t.model_alias.data() + row, K);
             m[s] = k;
+            om[s] = static_cast<std::int16_t>(k);
             lm += t.lmodel[row + k];
             if (Conditioned) {
                 const int l = layer[q];
                 outs[s] = mc->out_tokens[k];
                 min_out[l + 1] = std::min(min_out[l + 1], outs[s]);
-                rest[q] = mc->node_flops(k, base_prompt + min_out[l]);
-                lower += rest[q];
+                lower += mc->node_flops(k, base_prompt + min_out[l]);
+                done[q] = lower;
             }
         }
-        if (Conditioned) {
-            if (lower > budget) continue;
-            rest[nodes] = 0.0;
-            for (int q = nodes - 1; q >= 0; --q) rest[q] += rest[q + 1];
-        }
+        if (Conditioned && lower > budget) continue;
 
-        double F = 0.0;
-        if (Conditioned)
-            for (int q = 0; q < first_later; ++q) F += mc->node_flops(m[q], base_prompt);
+        // The exact FLOPs so far: layer 0's nodes, whose bound terms are exact (prompt base +
+        // 0.0), summed in the same order.
+        double F = Conditioned ? done[first_later - 1] : 0.0;
         double lc = 0.0;
         bool rejected = false;
         std::uint8_t* oe = out.edges + st.accepted * nedge;
@@ -710,9 +711,9 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
                 lc += (*negsp + sum_a) + extra;
                 if (Conditioned) {
                     double prompt = base_prompt;
-                    for (int i = 0; i < W; ++i) prompt += select_or_zero((mask >> i) & 1u, o[i]);
+                    for (int i = 0; i < wl; ++i) prompt += select_or_zero((mask >> i) & 1u, o[i]);
                     F += mc->node_flops(m[(l + 1) * W + j], prompt);
-                    if (early_exit && F + rest[q + 1] > budget_margin) {
+                    if (early_exit && F + (lower - done[q]) > budget_margin) {
                         rejected = true;
                         break;
                     }
@@ -722,34 +723,29 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         }
         if (Conditioned && F > budget) rejected = true;
         if (rejected) continue;
+        // The graph is accepted: its roles (written to its output row as they are drawn), then
+        // its edges. Every byte of the row is written.
+        std::int8_t* orl = out.role + st.accepted * nslot;
+        std::memset(orl, 0, static_cast<std::size_t>(nslot));
         double lr = 0.0;
         for (int q = first_later; q < nodes; ++q) {
             const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
             const int k = draw_alias(words.next(), t.role_alias.data() + s, R);
-            r[slot[q]] = k;
+            orl[slot[q]] = static_cast<std::int8_t>(k);
             lr += t.lrole[s + k];
         }
-
-
-        // Write the accepted graph into the next output row, every byte of it.
-        std::int16_t* om = out.model + st.accepted * nslot;
-        std::int8_t* orl = out.role + st.accepted * nslot;
-        for (int s = 0; s < nslot; ++s) om[s] = -1;
-        for (int q = 0; q < nodes; ++q) om[slot[q]] = static_cast<std::int16_t>(m[slot[q]]);
-        std::memset(orl, 0, static_cast<std::size_t>(nslot));
-        for (int q = first_later; q < nodes; ++q)
-            orl[slot[q]] = static_cast<std::int8_t>(r[slot[q]]);
         if (narrow) {
             // Row (l, i) of the edges is byte i of each column's spread mask: bits 8i.. of the
             // layer's matrix, spread again. Whole 8-byte stores, in ascending order, so that
             // the zero bytes past a row of W < 8 land on the next row before it is written;
-            // only the output's very last row is stored byte by byte.
+            // only the output's very last graph stores its rows byte by byte.
+            const bool spill = oe + nedge + 8 > edges_end;
             for (int l = 0; l + 1 < D; ++l) {
                 const std::uint64_t bits = l + 1 < d ? layer_bits[l] : 0;
                 for (int i = 0; i < W; ++i) {
                     const std::uint64_t row = kSpread8.bytes[(bits >> (8 * i)) & 0xFF];
                     std::uint8_t* dst = oe + (static_cast<std::size_t>(l) * W + i) * W;
-                    if (dst + 8 <= edges_end)
+                    if (!spill)
                         std::memcpy(dst, &row, 8);
                     else
                         for (int j = 0; j < W; ++j)

@@ -403,28 +403,27 @@ class _Budget:
     def node_flops(self, k: int, prompt: float) -> float:
         return self.flops_per_token[k] * (prompt + self.out_tokens[k])
 
-    def lower_bounds(self, models: list[list[int]]) -> list[float] | None:
-        """For each node in (layer, slot) order, a lower bound of the FLOPs of it and every
-        later node (plus a final 0); None if the whole graph's bound exceeds the budget.
+    def lower_bounds(self, models: list[list[int]]) -> tuple[list[float], float] | None:
+        """``(done, lower)``: ``lower`` bounds the FLOPs of the whole graph from below and
+        ``done[q]`` is its running sum up to node q, in (layer, slot) order (so what is left
+        after node q is ``lower - done[q]``); None if ``lower`` exceeds the budget.
 
         A node after layer 0 reads at least one answer of the layer before, so its prompt is
         at least ``base`` plus the smallest output among that layer's models; each term is at
         most the exact one, and rounding is monotone, so the bound never exceeds the exact sum.
+        On layer 0 the terms are exact (the prompt is ``base + 0.0``).
         """
-        rest: list[float] = []
+        done: list[float] = []
         lower = min_out = 0.0
         for layer in models:
             prompt = self.base + min_out
             for k in layer:
-                rest.append(self.node_flops(k, prompt))
-                lower += rest[-1]
+                lower += self.node_flops(k, prompt)
+                done.append(lower)
             min_out = min(self.out_tokens[k] for k in layer)
         if lower > self.budget:
             return None
-        rest.append(0.0)
-        for q in range(len(rest) - 2, -1, -1):
-            rest[q] += rest[q + 1]
-        return rest
+        return done, lower
 
 
 def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
@@ -460,16 +459,14 @@ def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
             layer.append(k)
             lm += t.lmodel[(l * w_max + i) * n_models + k]
         models.append(layer)
-    rest: list[float] = []
+    done: list[float] = []
+    lower = flops = 0.0
     if cost is not None:
         bounds = cost.lower_bounds(models)
         if bounds is None:
             return None
-        rest = bounds
-    flops = 0.0
-    if cost is not None:
-        for k in models[0]:
-            flops += cost.node_flops(k, cost.base)
+        done, lower = bounds
+        flops = done[widths[0] - 1]  # layer 0, exactly
     early_exit = cost is not None and cost.budget > 0.0
     masks, lc, q = [], 0.0, widths[0]
     for l in range(d - 1):
@@ -497,9 +494,9 @@ def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
                 for i in chosen:
                     prompt += cost.out_tokens[models[l][i]]
                 flops += cost.node_flops(models[l + 1][j], prompt)
-                q += 1
-                if early_exit and flops + rest[q] > cost.budget * (1.0 + 1e-12):
+                if early_exit and flops + (lower - done[q]) > cost.budget * (1.0 + 1e-12):
                     return None
+                q += 1
         masks.append(layer_masks)
     if cost is not None and flops > cost.budget:
         return None
