@@ -673,17 +673,15 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
             const double* o = outs + static_cast<std::size_t>(l) * W;
             std::uint8_t* col = oe + static_cast<std::size_t>(l) * W * W;  // + j, stride W over i
             std::uint64_t bits = 0;
+            const int drawn_chunks = wl > 1 ? (wl + kChunk - 1) / kChunk : 0;
             for (int j = 0; j < wn; ++j, ++q, chunk += chunk_stride, negsp += W, a += W) {
-                // Chunks past the first ceil(wl / kChunk), and all of them when wl == 1, are
-                // not drawn: their word is loaded but not consumed, and their outcome masked.
+                // The first ceil(wl / kChunk) chunks (none when wl == 1): a loop whose length
+                // is the same for every column of the layer, so it is predicted.
                 std::uint64_t mask = 0;
-                for (int c = 0; c < C; ++c) {
-                    const std::uint64_t take = (wl > 1) & (c * kChunk < wl);
-                    const std::uint32_t u = words.peek();
-                    words.advance(take);
+                for (int c = 0; c < drawn_chunks; ++c) {
                     const auto x = static_cast<std::uint64_t>(
-                        draw_alias(u, chunk + c * kChunkOutcomes, kChunkOutcomes));
-                    mask |= (x & (0 - take)) << (c * kChunk);
+                        draw_alias(words.next(), chunk + c * kChunkOutcomes, kChunkOutcomes));
+                    mask |= x << (c * kChunk);
                 }
                 mask &= keep_mask;
                 mask |= static_cast<std::uint64_t>(wl == 1);  // one candidate: the edge is certain
