@@ -594,6 +594,12 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     for (int w = 0; w <= kMaxWidth; ++w)
         live[w] = w == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << w) - 1;
     const double* subset = t.subset_sum.empty() ? nullptr : t.subset_sum.data();
+    // The tables read per draw, as plain pointers: the output rows are written through char
+    // pointers, which may alias anything, so members read through `t` would be reloaded.
+    const AliasSlot *depth_alias = t.depth_alias.data(), *width_alias = t.width_alias.data(),
+                    *model_alias = t.model_alias.data(), *role_alias = t.role_alias.data();
+    const double *ldepth = t.ldepth.data(), *lwidth = t.lwidth.data(),
+                 *lmodel = t.lmodel.data(), *lrole = t.lrole.data();
     const std::size_t subset_stride = subset ? std::size_t{1} << W : 0;
     // Narrow templates (the subset table exists): a layer's edges are one 8x8 bit matrix, bit
     // 8i + j for edge (l, i) -> (l + 1, j), written out once the graph is accepted.
@@ -604,13 +610,13 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     while (st.accepted < n && st.drawn < max_draws) {
         ++st.drawn;
         words.reserve(max_words);
-        const int d = draw_alias(words.next(), t.depth_alias.data(), D) + 1;
-        double ls = t.ldepth[d - 1];
+        const int d = draw_alias(words.next(), depth_alias, D) + 1;
+        double ls = ldepth[d - 1];
         int nodes = 0, first_later = 0;  // first_later: flat index after layer 0
         for (int l = 0; l < d; ++l) {
             const std::size_t row = (static_cast<std::size_t>(d - 1) * D + l) * W;
-            const int k = draw_alias(words.next(), t.width_alias.data() + row, W);
-            ls += t.lwidth[row + k];
+            const int k = draw_alias(words.next(), width_alias + row, W);
+            ls += lwidth[row + k];
             w[l] = k + 1;
             for (int i = 0; i < W; ++i) {
                 slot[nodes + i] = l * W + i;
@@ -630,16 +636,16 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         std::int16_t* om = out.model + st.accepted * nslot;
         std::fill(om, om + nslot, std::int16_t{-1});
         double lm = 0.0, lower = 0.0;
-        if (Conditioned)
-            for (int l = 0; l <= d; ++l)
+        if (Conditioned)  // every layer of the template: a loop of fixed length
+            for (int l = 0; l <= D; ++l)
                 min_out[l] = l == 0 ? 0.0 : std::numeric_limits<double>::infinity();
         for (int q = 0; q < nodes; ++q) {
             const int s = slot[q];
             const std::size_t row = static_cast<std::size_t>(s) * K;
-            const int k = draw_alias(words.next(), t.model_alias.data() + row, K);
+            const int k = draw_alias(words.next(), model_alias + row, K);
             m[s] = k;
             om[s] = static_cast<std::int16_t>(k);
-            lm += t.lmodel[row + k];
+            lm += lmodel[row + k];
             if (Conditioned) {
                 const int l = layer[q];
                 outs[s] = mc->out_tokens[k];
@@ -728,9 +734,9 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         double lr = 0.0;
         for (int q = first_later; q < nodes; ++q) {
             const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
-            const int k = draw_alias(words.next(), t.role_alias.data() + s, R);
+            const int k = draw_alias(words.next(), role_alias + s, R);
             orl[slot[q]] = static_cast<std::int8_t>(k);
-            lr += t.lrole[s + k];
+            lr += lrole[s + k];
         }
         if (narrow) {
             // Row (l, i) of the edges is byte i of each column's spread mask: bits 8i.. of the
