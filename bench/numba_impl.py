@@ -1,9 +1,9 @@
 """A numba port of ``pytts._core``'s sampler (budget-conditioned or not) and of ``graph_cost``.
 
 It exists to answer "would numba have been enough?": the draw loop is the algorithm of
-csrc/sample.hpp and ``pytts._reference`` (the same stream of 32-bit words from xoshiro256**, the
-same alias draws in the same order, the same bounds and early exits), compiled with
-``@njit(cache=False)``. Its tables come from the reference (`pytts._reference.SamplerTables`,
+csrc/sample.hpp and ``pytts._reference`` (the same stream of 32-bit words from eight
+xoshiro256** lanes, the same alias draws in the same order, the same bounds and early exits),
+compiled with ``@njit(cache=False)``. Its tables come from the reference (`pytts._reference.SamplerTables`,
 bit for bit the compiled kernel's), so for a seed it draws the very graphs both backends draw;
 the benchmark checks that.
 """
@@ -50,23 +50,26 @@ def _rotl(x, k):
 
 
 @njit(cache=False, inline="always")
-def _word(state):
-    """The next 32-bit word; ``state`` is [s0, s1, s2, s3, pending low half, has pending]."""
-    if state[5]:
-        state[5] = _U64(0)
-        return state[4]
-    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
-    result = _rotl(s1 * _U64(5), 7) * _U64(9)
-    t = s1 << _U64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    state[0], state[1], state[2], state[3] = s0, s1, s2, _rotl(s3, 45)
-    state[4] = result & _MASK32
-    state[5] = _U64(1)
-    return result >> _U64(32)
+def _word(state, buf):
+    """The next 32-bit word. ``state`` holds the lanes' s0 (8 values), s1, s2, s3, then the
+    index of the next word in ``buf``, the current round's 16 words (16: used up)."""
+    k = state[32]
+    if k == _U64(16):
+        for i in range(8):
+            s0, s1, s2, s3 = state[i], state[8 + i], state[16 + i], state[24 + i]
+            result = _rotl(s1 * _U64(5), 7) * _U64(9)
+            t = s1 << _U64(17)
+            s2 ^= s0
+            s3 ^= s1
+            s1 ^= s2
+            s0 ^= s3
+            s2 ^= t
+            state[i], state[8 + i], state[16 + i], state[24 + i] = s0, s1, s2, _rotl(s3, 45)
+            buf[2 * i] = result >> _U64(32)
+            buf[2 * i + 1] = result & _MASK32
+        k = _U64(0)
+    state[32] = k + _U64(1)
+    return buf[k]
 
 
 @njit(cache=False, inline="always")
@@ -78,7 +81,7 @@ def _alias(u, keep, alias, base, n):
 
 @njit(cache=False)
 def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, ck, ca, edge_t,
-                 negsp, single, nchunk, state, out_tokens, flops_per_token, base, n, budget,
+                 negsp, single, nchunk, state, buf, out_tokens, flops_per_token, base, n, budget,
                  max_draws, conditioned, om, orl, oe, ologp):
     d_max, w_max = om.shape[1], om.shape[2]
     k_models = lmodel.shape[0] // (d_max * w_max)
@@ -87,17 +90,17 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
     budget_margin = budget * (1.0 + 1e-12)
     w = np.zeros(d_max, np.int64)
     m = np.zeros(d_max * w_max, np.int64)
-    rest = np.zeros(d_max * w_max + 1)
+    done = np.zeros(d_max * w_max)
     accepted = 0
     drawn = 0
     while accepted < n and drawn < max_draws:
         drawn += 1
-        d = _alias(_word(state), dk, da, 0, d_max) + 1
+        d = _alias(_word(state, buf), dk, da, 0, d_max) + 1
         ls = ldepth[d - 1]
         nodes = 0
         for l in range(d):
             row = (d - 1) * d_max + l
-            k = _alias(_word(state), wk, wa, row * w_max, w_max)
+            k = _alias(_word(state, buf), wk, wa, row * w_max, w_max)
             w[l] = k + 1
             ls += lwidth[row * w_max + k]
             nodes += k + 1
@@ -105,11 +108,11 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
         for l in range(d):
             for i in range(w[l]):
                 s = l * w_max + i
-                k = _alias(_word(state), mk, ma, s * k_models, k_models)
+                k = _alias(_word(state, buf), mk, ma, s * k_models, k_models)
                 m[s] = k
                 lm += lmodel[s * k_models + k]
+        lower = 0.0
         if conditioned:
-            lower = 0.0
             min_out = 0.0
             q = 0
             for l in range(d):
@@ -117,16 +120,13 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
                 layer_min = np.inf
                 for i in range(w[l]):
                     k = m[l * w_max + i]
-                    rest[q] = flops_per_token[k] * (prompt + out_tokens[k])
-                    lower += rest[q]
+                    lower += flops_per_token[k] * (prompt + out_tokens[k])
+                    done[q] = lower
                     layer_min = min(layer_min, out_tokens[k])
                     q += 1
                 min_out = layer_min
             if lower > budget:
                 continue
-            rest[nodes] = 0.0
-            for q in range(nodes - 1, -1, -1):
-                rest[q] += rest[q + 1]
         row_m = om[accepted]
         row_r = orl[accepted]
         row_e = oe[accepted]
@@ -134,17 +134,7 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
         for l in range(d):
             for i in range(w[l]):
                 row_m[l, i] = m[l * w_max + i]
-        lr = 0.0
-        for l in range(1, d):
-            for i in range(w[l]):
-                s = l * w_max + i
-                k = _alias(_word(state), rk, ra, s * r_roles, r_roles)
-                row_r[l, i] = k
-                lr += lrole[s * r_roles + k]
-        F = 0.0
-        if conditioned:
-            for i in range(w[0]):
-                F += flops_per_token[m[i]] * (base + out_tokens[m[i]])
+        F = done[w[0] - 1] if conditioned else 0.0  # layer 0, exactly
         lc = 0.0
         rejected = False
         q_next = w[0]
@@ -156,12 +146,12 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
                 if wl > 1:
                     mask = 0
                     for c in range((wl + 3) // 4):
-                        o = _alias(_word(state), ck, ca, (column * nchunk + c) * 16, 16)
+                        o = _alias(_word(state, buf), ck, ca, (column * nchunk + c) * 16, 16)
                         mask |= o << (4 * c)
                     if wl < 64:
                         mask &= (1 << wl) - 1
                     if mask == 0:
-                        mask = 1 << np.int64((_word(state) * _U64(wl)) >> _U64(32))
+                        mask = 1 << np.int64((_word(state, buf) * _U64(wl)) >> _U64(32))
                 sum_a = 0.0
                 prompt = base
                 first = -1
@@ -179,18 +169,24 @@ def _sample_loop(ldepth, lwidth, lmodel, lrole, dk, da, wk, wa, mk, ma, rk, ra, 
                 if conditioned:
                     mj = m[(l + 1) * w_max + j]
                     F += flops_per_token[mj] * (prompt + out_tokens[mj])
-                    q_next += 1
-                    if early_exit and F + rest[q_next] > budget_margin:
+                    if early_exit and F + (lower - done[q_next]) > budget_margin:
                         rejected = True
                         break
+                    q_next += 1
             if rejected:
                 break
         if conditioned and F > budget:
             rejected = True
         if rejected:
-            row_r[:, :] = 0
             row_e[:, :, :] = 0
             continue
+        lr = 0.0
+        for l in range(1, d):
+            for i in range(w[l]):
+                s = l * w_max + i
+                k = _alias(_word(state, buf), rk, ra, s * r_roles, r_roles)
+                row_r[l, i] = k
+                lr += lrole[s * r_roles + k]
         ologp[accepted] = ((ls + lm) + lr) + lc
         accepted += 1
     return accepted, drawn
@@ -214,12 +210,14 @@ class Sampler:
             flops_per_token = np.ascontiguousarray(model_costs[:, 0])
         else:
             out_tokens = flops_per_token = np.zeros(k)
-        state = np.array([*ref.seed_state(int(seed)), 0, 0], np.uint64)
+        lanes = ref.lane_states(int(seed))
+        state = np.array([lane[k] for k in range(4) for lane in lanes] + [16], np.uint64)
+        buf = np.zeros(16, np.uint64)
         om = np.empty((n, d, w), np.int16)
         orl = np.zeros((n, d, w), np.int8)
         oe = np.zeros((n, max(d - 1, 0), w, w), np.uint8)
         ologp = np.empty(n)
-        accepted, drawn = _sample_loop(*self.tables, state, out_tokens, flops_per_token,
+        accepted, drawn = _sample_loop(*self.tables, state, buf, out_tokens, flops_per_token,
                                        float(base_prompt_tokens), int(n), float(budget),
                                        int(max_draws), conditioned, om, orl, oe, ologp)
         return om[:accepted], orl[:accepted], oe[:accepted], ologp[:accepted], drawn

@@ -108,30 +108,30 @@ inline int draw_uniform(std::uint32_t u, int n) {
     return static_cast<int>((static_cast<std::uint64_t>(u) * static_cast<std::uint32_t>(n)) >> 32);
 }
 
-// The random words every draw of the sampler reads: each xoshiro256** output gives two 32-bit
-// words, its high half first. Words are made a block at a time; before each graph, `reserve`
-// makes sure the block holds as many as a graph can read, so that a draw is a load, and a draw
-// that may or may not happen (depending on what was drawn before) can load its word and advance
-// by 0 or 1 without a branch.
+// The random words every draw of the sampler reads: the outputs of kLanes xoshiro256**
+// generators, round by round (see XoshiroLanes), each output giving two 32-bit words, its high
+// half first. Words are made a block at a time; before each graph, `reserve` makes sure the block
+// holds as many as a graph can read, so that a draw is a load, and a draw that may or may not
+// happen (depending on what was drawn before) can load its word and advance by 0 or 1 without a
+// branch.
 class WordStream {
 public:
+    static constexpr std::size_t kRound = 2 * kLanes;  // words per round of the generators
+
     // Room for a few graphs' words: enough to amortise the refills, little to make for one.
     WordStream(std::uint64_t seed, std::size_t max_per_graph)
-        : rng_(seed), words_(4 * std::max<std::size_t>(64, max_per_graph)) {}
+        : rng_(seed), words_(4 * std::max<std::size_t>(64, max_per_graph) + kRound) {}
 
     // Makes sure that at least k words (k <= max_per_graph) are buffered.
     void reserve(std::size_t k) {
         if (end_ - pos_ >= k) return;
-        // Keep the unread words, in order; they end with a whole output, so the next output's
+        // Keep the unread words, in order; they end with a whole round, so the next round's
         // words follow them.
         const std::size_t left = end_ - pos_;
         std::memmove(words_.data(), words_.data() + pos_, left * sizeof(std::uint32_t));
-        end_ = left;
-        while (end_ + 2 <= words_.size()) {
-            const std::uint64_t r = rng_.next();
-            words_[end_++] = static_cast<std::uint32_t>(r >> 32);
-            words_[end_++] = static_cast<std::uint32_t>(r);
-        }
+        const std::size_t rounds = (words_.size() - left) / kRound;
+        xoshiro_lane_words(rng_, words_.data() + left, rounds);
+        end_ = left + rounds * kRound;
         pos_ = 0;
     }
     std::uint32_t next() { return words_[pos_++]; }
@@ -139,7 +139,7 @@ public:
     void advance(std::size_t k) { pos_ += k; }
 
 private:
-    Xoshiro256ss rng_;
+    XoshiroLanes rng_;
     std::vector<std::uint32_t> words_;
     std::size_t pos_ = 0, end_ = 0;
 };
@@ -547,15 +547,15 @@ struct SampleStats {
 
 // Draws graphs until n are accepted or max_draws have been drawn; the draws, in the order they
 // read words from the stream, are those of pytts._reference (its docstring states them):
-//   depth; the width of each layer; the model of each node, in (layer, slot) order; the role of
-//   each node after layer 0; then column by column (node (l+1, j) in that order) its
-//   predecessors: nothing drawn when layer l has one node (the edge is certain), else one subset
-//   draw per chunk of candidates and, if no candidate came up, one uniform pick among them.
+//   depth; the width of each layer; the model of each node, in (layer, slot) order; then column
+//   by column (node (l+1, j) in that order) its predecessors: nothing drawn when layer l has one
+//   node (the edge is certain), else one subset draw per chunk of candidates and, if no
+//   candidate came up, one uniform pick among them; last, the role of each node after layer 0.
 // When Conditioned, a graph whose FLOPs exceed `budget` is rejected as early as a bound allows:
-// after the models (which bound the FLOPs from below before any role or edge is drawn), and
-// after each column (its exact partial sum plus the bound of the nodes still to come). The
-// exact FLOPs are summed node by node in graph_cost's order, so acceptance agrees with
-// feasible() bit for bit.
+// after the models (which bound the FLOPs from below before any edge is drawn), and after each
+// column (its exact partial sum plus the bound of the nodes still to come). The exact FLOPs are
+// summed node by node in graph_cost's order, so acceptance agrees with feasible() bit for bit.
+// Roles do not change the cost, so they come last, and a rejected graph draws none.
 //
 // Models and roles are drawn in one flat loop over the graph's nodes, and the chunks of a column
 // in a loop of fixed length whose draws that do not happen load their word and advance by 0:
@@ -588,13 +588,18 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     int m[kMaxDepth * kMaxWidth];               // model of each slot
     double outs[kMaxDepth * kMaxWidth];         // its output tokens (read masked, so kept finite)
     std::fill(outs, outs + nslot, 0.0);
-    double rest[kMaxDepth * kMaxWidth + 1];     // lower bound of the FLOPs of nodes q, q+1, ...
+    double done[kMaxDepth * kMaxWidth];         // [q]: the FLOPs bound of nodes 0, 1, ..., q
     double min_out[kMaxDepth + 1];              // [l + 1]: smallest output of layer l; [0] = 0
     std::uint64_t live[kMaxWidth + 1];          // [w]: the low w bits
     for (int w = 0; w <= kMaxWidth; ++w)
         live[w] = w == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << w) - 1;
-    int r[kMaxDepth * kMaxWidth];               // role of each slot after layer 0
     const double* subset = t.subset_sum.empty() ? nullptr : t.subset_sum.data();
+    // The tables read per draw, as plain pointers: the output rows are written through char
+    // pointers, which may alias anything, so members read through `t` would be reloaded.
+    const AliasSlot *depth_alias = t.depth_alias.data(), *width_alias = t.width_alias.data(),
+                    *model_alias = t.model_alias.data(), *role_alias = t.role_alias.data();
+    const double *ldepth = t.ldepth.data(), *lwidth = t.lwidth.data(),
+                 *lmodel = t.lmodel.data(), *lrole = t.lrole.data();
     const std::size_t subset_stride = subset ? std::size_t{1} << W : 0;
     // Narrow templates (the subset table exists): a layer's edges are one 8x8 bit matrix, bit
     // 8i + j for edge (l, i) -> (l + 1, j), written out once the graph is accepted.
@@ -605,13 +610,13 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     while (st.accepted < n && st.drawn < max_draws) {
         ++st.drawn;
         words.reserve(max_words);
-        const int d = draw_alias(words.next(), t.depth_alias.data(), D) + 1;
-        double ls = t.ldepth[d - 1];
+        const int d = draw_alias(words.next(), depth_alias, D) + 1;
+        double ls = ldepth[d - 1];
         int nodes = 0, first_later = 0;  // first_later: flat index after layer 0
         for (int l = 0; l < d; ++l) {
             const std::size_t row = (static_cast<std::size_t>(d - 1) * D + l) * W;
-            const int k = draw_alias(words.next(), t.width_alias.data() + row, W);
-            ls += t.lwidth[row + k];
+            const int k = draw_alias(words.next(), width_alias + row, W);
+            ls += lwidth[row + k];
             w[l] = k + 1;
             for (int i = 0; i < W; ++i) {
                 slot[nodes + i] = l * W + i;
@@ -624,42 +629,36 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         // order: a node after layer 0 reads at least one answer of the layer before, so its
         // prompt is at least base + the smallest output among that layer's models (complete by
         // the time its first node comes: nodes run in layer order). Each term is <= the exact
-        // one and rounding is monotone, so the bound never exceeds the exact sum.
+        // one and rounding is monotone, so the bound never exceeds the exact sum. What is left
+        // of it after node q is lower - done[q].
+        // The models go straight to the next output row (rewritten whole if this graph is
+        // rejected).
+        std::int16_t* om = out.model + st.accepted * nslot;
+        std::fill(om, om + nslot, std::int16_t{-1});
         double lm = 0.0, lower = 0.0;
-        if (Conditioned)
-            for (int l = 0; l <= d; ++l)
+        if (Conditioned)  // every layer of the template: a loop of fixed length
+            for (int l = 0; l <= D; ++l)
                 min_out[l] = l == 0 ? 0.0 : std::numeric_limits<double>::infinity();
         for (int q = 0; q < nodes; ++q) {
             const int s = slot[q];
             const std::size_t row = static_cast<std::size_t>(s) * K;
-            const int k = draw_alias(words.next(), t.model_alias.data() + row, K);
+            const int k = draw_alias(words.next(), model_alias + row, K);
             m[s] = k;
-            lm += t.lmodel[row + k];
+            om[s] = static_cast<std::int16_t>(k);
+            lm += lmodel[row + k];
             if (Conditioned) {
                 const int l = layer[q];
                 outs[s] = mc->out_tokens[k];
                 min_out[l + 1] = std::min(min_out[l + 1], outs[s]);
-                rest[q] = mc->node_flops(k, base_prompt + min_out[l]);
-                lower += rest[q];
+                lower += mc->node_flops(k, base_prompt + min_out[l]);
+                done[q] = lower;
             }
         }
-        if (Conditioned) {
-            if (lower > budget) continue;
-            rest[nodes] = 0.0;
-            for (int q = nodes - 1; q >= 0; --q) rest[q] += rest[q + 1];
-        }
+        if (Conditioned && lower > budget) continue;
 
-        double lr = 0.0;
-        for (int q = first_later; q < nodes; ++q) {
-            const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
-            const int k = draw_alias(words.next(), t.role_alias.data() + s, R);
-            r[slot[q]] = k;
-            lr += t.lrole[s + k];
-        }
-
-        double F = 0.0;
-        if (Conditioned)
-            for (int q = 0; q < first_later; ++q) F += mc->node_flops(m[q], base_prompt);
+        // The exact FLOPs so far: layer 0's nodes, whose bound terms are exact (prompt base +
+        // 0.0), summed in the same order.
+        double F = Conditioned ? done[first_later - 1] : 0.0;
         double lc = 0.0;
         bool rejected = false;
         std::uint8_t* oe = out.edges + st.accepted * nedge;
@@ -680,17 +679,15 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
             const double* o = outs + static_cast<std::size_t>(l) * W;
             std::uint8_t* col = oe + static_cast<std::size_t>(l) * W * W;  // + j, stride W over i
             std::uint64_t bits = 0;
+            const int drawn_chunks = wl > 1 ? (wl + kChunk - 1) / kChunk : 0;
             for (int j = 0; j < wn; ++j, ++q, chunk += chunk_stride, negsp += W, a += W) {
-                // Chunks past the first ceil(wl / kChunk), and all of them when wl == 1, are
-                // not drawn: their word is loaded but not consumed, and their outcome masked.
+                // The first ceil(wl / kChunk) chunks (none when wl == 1): a loop whose length
+                // is the same for every column of the layer, so it is predicted.
                 std::uint64_t mask = 0;
-                for (int c = 0; c < C; ++c) {
-                    const std::uint64_t take = (wl > 1) & (c * kChunk < wl);
-                    const std::uint32_t u = words.peek();
-                    words.advance(take);
+                for (int c = 0; c < drawn_chunks; ++c) {
                     const auto x = static_cast<std::uint64_t>(
-                        draw_alias(u, chunk + c * kChunkOutcomes, kChunkOutcomes));
-                    mask |= (x & (0 - take)) << (c * kChunk);
+                        draw_alias(words.next(), chunk + c * kChunkOutcomes, kChunkOutcomes));
+                    mask |= x << (c * kChunk);
                 }
                 mask &= keep_mask;
                 mask |= static_cast<std::uint64_t>(wl == 1);  // one candidate: the edge is certain
@@ -718,9 +715,9 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
                 lc += (*negsp + sum_a) + extra;
                 if (Conditioned) {
                     double prompt = base_prompt;
-                    for (int i = 0; i < W; ++i) prompt += select_or_zero((mask >> i) & 1u, o[i]);
+                    for (int i = 0; i < wl; ++i) prompt += select_or_zero((mask >> i) & 1u, o[i]);
                     F += mc->node_flops(m[(l + 1) * W + j], prompt);
-                    if (early_exit && F + rest[q + 1] > budget_margin) {
+                    if (early_exit && F + (lower - done[q]) > budget_margin) {
                         rejected = true;
                         break;
                     }
@@ -730,26 +727,29 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         }
         if (Conditioned && F > budget) rejected = true;
         if (rejected) continue;
-
-        // Write the accepted graph into the next output row, every byte of it.
-        std::int16_t* om = out.model + st.accepted * nslot;
+        // The graph is accepted: its roles (written to its output row as they are drawn), then
+        // its edges. Every byte of the row is written.
         std::int8_t* orl = out.role + st.accepted * nslot;
-        for (int s = 0; s < nslot; ++s) om[s] = -1;
-        for (int q = 0; q < nodes; ++q) om[slot[q]] = static_cast<std::int16_t>(m[slot[q]]);
         std::memset(orl, 0, static_cast<std::size_t>(nslot));
-        for (int q = first_later; q < nodes; ++q)
-            orl[slot[q]] = static_cast<std::int8_t>(r[slot[q]]);
+        double lr = 0.0;
+        for (int q = first_later; q < nodes; ++q) {
+            const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
+            const int k = draw_alias(words.next(), role_alias + s, R);
+            orl[slot[q]] = static_cast<std::int8_t>(k);
+            lr += lrole[s + k];
+        }
         if (narrow) {
             // Row (l, i) of the edges is byte i of each column's spread mask: bits 8i.. of the
             // layer's matrix, spread again. Whole 8-byte stores, in ascending order, so that
             // the zero bytes past a row of W < 8 land on the next row before it is written;
-            // only the output's very last row is stored byte by byte.
+            // only the output's very last graph stores its rows byte by byte.
+            const bool spill = oe + nedge + 8 > edges_end;
             for (int l = 0; l + 1 < D; ++l) {
                 const std::uint64_t bits = l + 1 < d ? layer_bits[l] : 0;
                 for (int i = 0; i < W; ++i) {
                     const std::uint64_t row = kSpread8.bytes[(bits >> (8 * i)) & 0xFF];
                     std::uint8_t* dst = oe + (static_cast<std::size_t>(l) * W + i) * W;
-                    if (dst + 8 <= edges_end)
+                    if (!spill)
                         std::memcpy(dst, &row, 8);
                     else
                         for (int j = 0; j < W; ++j)

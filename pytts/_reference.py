@@ -212,32 +212,43 @@ def _splitmix64(state: int) -> tuple[int, int]:
     return state, z ^ (z >> 31)
 
 
-def seed_state(seed: int) -> tuple[int, int, int, int]:
-    """The xoshiro256** state for ``seed``: four splitmix64 outputs (never all zero)."""
-    state, words = seed, []
-    for _ in range(4):
-        state, z = _splitmix64(state)
-        words.append(z)
-    if not any(words):
-        words[0] = 1
-    return words[0], words[1], words[2], words[3]
+LANES = 8
+"""The stream interleaves this many xoshiro256** generators (csrc/rng.hpp, XoshiroLanes)."""
+
+
+def lane_states(seed: int) -> list[list[int]]:
+    """The xoshiro256** state of each lane for ``seed``: lane i takes splitmix64 outputs
+    ``4i .. 4i+3`` (never all zero)."""
+    state, lanes = seed, []
+    for _ in range(LANES):
+        words = []
+        for _ in range(4):
+            state, z = _splitmix64(state)
+            words.append(z)
+        if not any(words):
+            words[0] = 1
+        lanes.append(words)
+    return lanes
 
 
 def random_words(seed: int) -> Iterator[int]:
-    """The sampler's random words: each xoshiro256** output gives two, its high half first."""
-    s0, s1, s2, s3 = seed_state(seed)
+    """The sampler's random words, round by round: round r is the r-th output of lanes 0, 1,
+    ..., LANES - 1, each output giving two words, its high half first."""
+    lanes = lane_states(seed)
     while True:
-        x = (s1 * 5) & _M64
-        r = ((((x << 7) | (x >> 57)) & _M64) * 9) & _M64
-        t = (s1 << 17) & _M64
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = ((s3 << 45) | (s3 >> 19)) & _M64
-        yield r >> 32
-        yield r & _M32
+        for lane in lanes:
+            s0, s1, s2, s3 = lane
+            x = (s1 * 5) & _M64
+            r = ((((x << 7) | (x >> 57)) & _M64) * 9) & _M64
+            t = (s1 << 17) & _M64
+            s2 ^= s0
+            s3 ^= s1
+            s1 ^= s2
+            s0 ^= s3
+            s2 ^= t
+            lane[:] = s0, s1, s2, ((s3 << 45) | (s3 >> 19)) & _M64
+            yield r >> 32
+            yield r & _M32
 
 
 def _llround(x: float) -> int:
@@ -392,28 +403,27 @@ class _Budget:
     def node_flops(self, k: int, prompt: float) -> float:
         return self.flops_per_token[k] * (prompt + self.out_tokens[k])
 
-    def lower_bounds(self, models: list[list[int]]) -> list[float] | None:
-        """For each node in (layer, slot) order, a lower bound of the FLOPs of it and every
-        later node (plus a final 0); None if the whole graph's bound exceeds the budget.
+    def lower_bounds(self, models: list[list[int]]) -> tuple[list[float], float] | None:
+        """``(done, lower)``: ``lower`` bounds the FLOPs of the whole graph from below and
+        ``done[q]`` is its running sum up to node q, in (layer, slot) order (so what is left
+        after node q is ``lower - done[q]``); None if ``lower`` exceeds the budget.
 
         A node after layer 0 reads at least one answer of the layer before, so its prompt is
         at least ``base`` plus the smallest output among that layer's models; each term is at
         most the exact one, and rounding is monotone, so the bound never exceeds the exact sum.
+        On layer 0 the terms are exact (the prompt is ``base + 0.0``).
         """
-        rest: list[float] = []
+        done: list[float] = []
         lower = min_out = 0.0
         for layer in models:
             prompt = self.base + min_out
             for k in layer:
-                rest.append(self.node_flops(k, prompt))
-                lower += rest[-1]
+                lower += self.node_flops(k, prompt)
+                done.append(lower)
             min_out = min(self.out_tokens[k] for k in layer)
         if lower > self.budget:
             return None
-        rest.append(0.0)
-        for q in range(len(rest) - 2, -1, -1):
-            rest[q] += rest[q + 1]
-        return rest
+        return done, lower
 
 
 def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
@@ -422,14 +432,15 @@ def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
     of node ``(l + 1, j)`` as bits over layer l), or None if the budget rejected it.
 
     The words are read in this order: the depth; the width of each layer; the model of each node
-    in (layer, slot) order; the role of each node after layer 0; then column by column (layer
-    ``l + 1``, slot ``j``) its predecessors: none when layer ``l`` has one node (the edge is
-    certain), else one subset draw per chunk of CHUNK candidates (candidates past ``w_l`` are
-    dropped) and, if no candidate came up, one uniform pick among the ``w_l``. A conditioned
-    draw is rejected after the models when their lower bound exceeds the budget, and after each
-    column when its exact partial sum plus the bound of the rest exceeds it (by a relative
-    margin of 1e-12, above the rounding error of the two orders of summation), and at the end
-    when the exact sum exceeds it.
+    in (layer, slot) order; then column by column (layer ``l + 1``, slot ``j``) its
+    predecessors: none when layer ``l`` has one node (the edge is certain), else one subset draw
+    per chunk of CHUNK candidates (candidates past ``w_l`` are dropped) and, if no candidate
+    came up, one uniform pick among the ``w_l``; last, the role of each node after layer 0 in
+    (layer, slot) order. A conditioned draw is rejected after the models when their lower bound
+    exceeds the budget, and after each column when its exact partial sum plus the bound of the
+    rest exceeds it (by a relative margin of 1e-12, above the rounding error of the two orders
+    of summation), and at the end when the exact sum exceeds it: a rejected graph draws no
+    roles.
     """
     d_max, w_max, n_models, n_roles = t.dims
     d = t.depth_alias.draw(word(), 0) + 1
@@ -448,24 +459,14 @@ def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
             layer.append(k)
             lm += t.lmodel[(l * w_max + i) * n_models + k]
         models.append(layer)
-    rest: list[float] = []
+    done: list[float] = []
+    lower = flops = 0.0
     if cost is not None:
         bounds = cost.lower_bounds(models)
         if bounds is None:
             return None
-        rest = bounds
-    roles, lr = [[0] * widths[0]], 0.0
-    for l in range(1, d):
-        layer = []
-        for i in range(widths[l]):
-            r = t.role_alias.draw(word(), l * w_max + i)
-            layer.append(r)
-            lr += t.lrole[(l * w_max + i) * n_roles + r]
-        roles.append(layer)
-    flops = 0.0
-    if cost is not None:
-        for k in models[0]:
-            flops += cost.node_flops(k, cost.base)
+        done, lower = bounds
+        flops = done[widths[0] - 1]  # layer 0, exactly
     early_exit = cost is not None and cost.budget > 0.0
     masks, lc, q = [], 0.0, widths[0]
     for l in range(d - 1):
@@ -493,12 +494,20 @@ def _draw_graph(t: SamplerTables, word: Callable[[], int], cost: _Budget | None
                 for i in chosen:
                     prompt += cost.out_tokens[models[l][i]]
                 flops += cost.node_flops(models[l + 1][j], prompt)
-                q += 1
-                if early_exit and flops + rest[q] > cost.budget * (1.0 + 1e-12):
+                if early_exit and flops + (lower - done[q]) > cost.budget * (1.0 + 1e-12):
                     return None
+                q += 1
         masks.append(layer_masks)
     if cost is not None and flops > cost.budget:
         return None
+    roles, lr = [[0] * widths[0]], 0.0
+    for l in range(1, d):
+        layer = []
+        for i in range(widths[l]):
+            r = t.role_alias.draw(word(), l * w_max + i)
+            layer.append(r)
+            lr += t.lrole[(l * w_max + i) * n_roles + r]
+        roles.append(layer)
     return models, roles, masks, ((ls + lm) + lr) + lc
 
 
