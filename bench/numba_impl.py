@@ -3,9 +3,9 @@
 It exists to answer "would numba have been enough?": the draw loop is the algorithm of
 csrc/sample.hpp and ``pytts._reference`` (the same stream of 32-bit words from eight
 xoshiro256** lanes, the same alias draws in the same order, the same bounds and early exits),
-compiled with ``@njit(cache=False)``. Its tables come from the reference (`pytts._reference.SamplerTables`,
-bit for bit the compiled kernel's), so for a seed it draws the very graphs both backends draw;
-the benchmark checks that.
+compiled with ``@njit(cache=False)``. Its tables come from the reference
+(`pytts._reference.SamplerTables`, bit for bit the compiled kernel's), so for a seed it draws
+the very graphs both backends draw; the benchmark checks that.
 """
 
 from __future__ import annotations
