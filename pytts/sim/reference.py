@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cost import CostModel
-from ..graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
+from ..graph import FUSER, CollaborationGraph, GraphBatch
 from ..search.moves import FUSER_COUNTS, neighbours, structural_moves
 from .client import SimulatedPool
 from .presets import SimPreset
