@@ -156,8 +156,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     cache: dict[str, float] = {}
     returned = {k: (_truth_of(truth, sel.graph, cache), calls)
                 for k, (sel, calls) in report.selections.items()}
-    pilots = [r for r in report.history if r.graph.depth == 1
-              and len(set(r.graph.model[0][r.graph.model[0] >= 0].tolist())) == 1]
+    pilots = [r for r in report.history if r.graph.vote_model is not None]
     best_pilot = max((_truth_of(truth, r.graph, cache) for r in pilots), default=None)
     evaluated = [r for r in report.history if not r.reused]
     # what the search found (the best graph it evaluated, by the truth no searcher sees), so

@@ -129,6 +129,16 @@ class CollaborationGraph:
     def n_nodes(self) -> int:
         return sum(self._layer_counts())
 
+    @property
+    def vote_model(self) -> int | None:
+        """The model of a one-layer graph whose nodes all use one model (a single call or a
+        self-consistency vote of that model: a "single-model graph", what a pilot is); None
+        for any other graph."""
+        if self.depth != 1:
+            return None
+        used = np.unique(self.model[0][self.active[0]])
+        return int(used[0]) if used.size == 1 else None
+
     def nodes(self) -> list[Node]:
         """Every node, layer by layer, slot by slot."""
         return [Node(int(l), int(i), int(self.model[l, i]), self.model_names[self.model[l, i]],

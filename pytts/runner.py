@@ -491,7 +491,7 @@ def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     truth = GroundTruth(setup.sim.preset)
     returned = truth.expected_accuracy(report.best_graph)[0]
     singles = {r.key: r.graph for r in report.history
-               if r.graph.depth == 1 and len(set(r.graph.model[0][r.graph.active[0]])) == 1}
+               if r.graph.vote_model is not None}
     best_single = max((truth.expected_accuracy(g)[0] for g in singles.values()), default=None)
     line = f"Expected test accuracy (simulator ground truth): returned graph **{returned:.3f}**"
     if best_single is not None:

@@ -147,3 +147,11 @@ def test_vote_order_is_the_same_for_slot_permutations():
     order = lambda g: [g.model[s] for s in g.vote_order()]  # noqa: E731
     assert order(a) == order(b)
     assert sorted(a.vote_order()) == a.sinks()
+
+
+def test_vote_model_names_the_model_of_a_single_model_one_layer_graph_only():
+    names = ("a", "b", "c")
+    assert CollaborationGraph.layered([[1]], names).vote_model == 1
+    assert CollaborationGraph.layered([[2, 2, 2]], names, template=(2, 4)).vote_model == 2
+    assert CollaborationGraph.layered([[0, 1]], names).vote_model is None      # two models
+    assert CollaborationGraph.layered([[1], [1]], names).vote_model is None    # two layers

@@ -222,9 +222,9 @@ def probe_graphs(searcher: Searcher) -> list[CollaborationGraph]:
     """
     ranked: list[int] = []
     for r in sorted(searcher.history, key=lambda r: (-r.value, r.number)):
-        used = np.unique(r.graph.model[r.graph.model >= 0])
-        if r.graph.depth == 1 and used.size == 1 and int(used[0]) not in ranked:
-            ranked.append(int(used[0]))
+        model = r.graph.vote_model
+        if model is not None and model not in ranked:
+            ranked.append(model)
     if not ranked:
         return []
     first = ranked[0]
@@ -314,7 +314,7 @@ class AgentReinforce(Searcher):
             kind = "pilot"
             graphs = [g for g in pilot_graphs(self)
                       if not self.seen(g) and g.canonical_key() not in exclude]
-        elif self.n_rounds == 1 and self.use_pilots and self.use_probes:
+        elif self._probes_next():
             kind = "probe"
             graphs = [g for g in probe_graphs(self) if g.canonical_key() not in exclude]
         if not graphs:  # also when every pilot was seen already (a warm history)
@@ -325,9 +325,13 @@ class AgentReinforce(Searcher):
         self.n_rounds += 1
         self._queue.extend(graphs)
 
+    def _probes_next(self) -> bool:
+        """Whether the next round to plan is the role probes' (the one after the pilots)."""
+        return self.n_rounds == 1 and self.use_pilots and self.use_probes
+
     def _waits_for_pilots(self) -> bool:
         """Whether the next round is the probe round and a pilot is still being evaluated."""
-        return (self.n_rounds == 1 and self.use_pilots and self.use_probes and bool(self._rounds)
+        return (self._probes_next() and bool(self._rounds)
                 and self._rounds[0]["kind"] == "pilot")
 
     def _candidates(self, n: int, exclude: set[str]) -> list[CollaborationGraph]:

@@ -142,8 +142,7 @@ def reference_optimum(preset: SimPreset, budget: str | float, *,
 
     family = strategy_family(names, template, cost, budget_flops)
     score(family)
-    single = max(v for v, g in scores.values()
-                 if g.depth == 1 and len(set(g.model[0][g.model[0] >= 0].tolist())) == 1)
+    single = max(v for v, g in scores.values() if g.vote_model is not None)
     expanded: set[str] = set()
     for _ in range(local_rounds):
         ranked = sorted(scores.items(), key=lambda kv: -kv[1][0])[:LOCAL_PARENTS]
