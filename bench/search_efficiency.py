@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -111,14 +112,22 @@ def _truth_of(truth: GroundTruth, graph: Any, cache: dict[str, float]) -> float:
     return cache[key]
 
 
+@functools.lru_cache(maxsize=4)
+def _landscape(landscape: int) -> tuple[SimPreset, SimulatedPool, tuple[Any, ...], GroundTruth]:
+    """A landscape's preset, simulated pool, dev questions and ground truth. None of them
+    changes during a run, and a worker runs a landscape's runs one after another: made once
+    per worker, not once per run (questions and thresholds were a fifth of a quick run)."""
+    preset = SimPreset.generate(landscape)
+    sim = SimulatedPool(preset)
+    return preset, sim, tuple(sim.task(DEV_QUESTIONS).questions), GroundTruth(preset)
+
+
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """One search; the returned graph's expected accuracy and the calls at each checkpoint."""
-    preset = SimPreset.generate(spec.landscape)
-    sim = SimulatedPool(preset)
+    preset, sim, questions, truth = _landscape(spec.landscape)
     cost = sim.cost_model()
     cls, kwargs, racing_on = ((AgentReinforce, {}, True) if spec.searcher == LLM_AGENT_ROW
                               else SEARCHERS[spec.searcher])
-    questions = sim.task(DEV_QUESTIONS).questions
     evaluator = LatentEvaluator(sim, questions, seed=spec.seed)
     policy = RacingPolicy.for_questions(DEV_QUESTIONS)
     if not racing_on:  # every candidate runs on every race question
@@ -152,7 +161,6 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
                 and report.selection is not None:
             report.selections[k] = (report.selection, final_calls)
     cpu = time.process_time() - start
-    truth = GroundTruth(preset)
     cache: dict[str, float] = {}
     returned = {k: (_truth_of(truth, sel.graph, cache), calls)
                 for k, (sel, calls) in report.selections.items()}

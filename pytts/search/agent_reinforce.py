@@ -44,7 +44,7 @@ from .base import Searcher
 from .history import TrialRecord
 from .llm_io import AgentContext, Update, scored_graphs
 from .moves import neighbours, structural_moves
-from .surrogate import GraphSurrogate, Observation, expected_improvement
+from .surrogate import GraphSurrogate, Observation, expected_improvement, features_of
 
 log = logging.getLogger("pytts.search")
 
@@ -283,6 +283,10 @@ class AgentReinforce(Searcher):
         self.n_rounds = 0
         self._queue: list[CollaborationGraph] = []
         self._rounds: list[dict[str, Any]] = []
+        # a graph's feasible moves depend only on it (the budget is fixed), and the best few
+        # graphs stay the parents for many rounds: derived, so not saved with the state
+        self._moves_of: dict[str, list[CollaborationGraph]] = {}
+        self._neighbours_of: dict[str, list[CollaborationGraph]] = {}
 
     @property
     def feedback_log(self) -> list[dict[str, Any]]:
@@ -390,19 +394,21 @@ class AgentReinforce(Searcher):
 
         if self.use_moves:
             for parent in parents:
-                offer(structural_moves(parent, self.feasible))
-            local = [g for g in neighbours(parents[0])]
-            offer([g for g, ok in zip(local, self.feasible(local)) if ok])
+                offer(self._structural_moves(parent))
+            offer(self._feasible_neighbours(parents[0]))
         if self.n_samples:
             offer(self._sample(self.probgraph, self.n_samples, taken))
         if not pool:
             return []
         graphs = list(pool.values())
+        pool_x = features_of(graphs)
         best = float(mu_told.max())
         picked: list[CollaborationGraph] = []
-        believed = list(observations)
+        believed_x = features_of([o.graph for o in observations])
+        believed_y = np.array([o.accuracy for o in observations])
+        believed_n = np.array([o.n for o in observations])
         for turn in range(min(n, len(graphs))):
-            mu, sd = surrogate.predict(graphs)
+            mu, sd = surrogate.predict(pool_x)
             if turn == 0:
                 score = expected_improvement(mu, sd, best)
             else:
@@ -415,9 +421,27 @@ class AgentReinforce(Searcher):
                 break
             # kriging believer: pretend the pick came out as predicted, so the next pick
             # goes where the surrogate is still unsure
-            believed.append(Observation(picked[-1], float(mu[i]), 10 ** 6))
-            surrogate = GraphSurrogate().fit(believed)
+            believed_x = np.vstack([believed_x, pool_x[i]])
+            believed_y = np.append(believed_y, mu[i])
+            believed_n = np.append(believed_n, 10 ** 6)
+            pool_x = np.delete(pool_x, i, axis=0)
+            surrogate = GraphSurrogate().fit_features(believed_x, believed_y, believed_n)
         return picked
+
+    def _structural_moves(self, parent: CollaborationGraph) -> list[CollaborationGraph]:
+        """`structural_moves` of ``parent`` within this search's budget (computed once)."""
+        key = parent.canonical_key()
+        if key not in self._moves_of:
+            self._moves_of[key] = structural_moves(parent, self.feasible)
+        return self._moves_of[key]
+
+    def _feasible_neighbours(self, parent: CollaborationGraph) -> list[CollaborationGraph]:
+        """The `neighbours` of ``parent`` within this search's budget (computed once)."""
+        key = parent.canonical_key()
+        if key not in self._neighbours_of:
+            local = neighbours(parent)
+            self._neighbours_of[key] = [g for g, ok in zip(local, self.feasible(local)) if ok]
+        return self._neighbours_of[key]
 
     def _sample(self, probgraph: ProbGraph, n: int, exclude: set[str]) -> list[CollaborationGraph]:
         try:
@@ -452,8 +476,8 @@ class AgentReinforce(Searcher):
         for parent in parents:
             if len(out) >= n:
                 break
-            moves = [g for g in neighbours(parent) if g.canonical_key() not in taken]
-            moves = [g for g, ok in zip(moves, self.feasible(moves)) if ok]
+            moves = [g for g in self._feasible_neighbours(parent)
+                     if g.canonical_key() not in taken]
             if not moves:
                 continue
             logp = self.probgraph.log_prob(GraphBatch.from_graphs(moves)) - \

@@ -281,8 +281,11 @@ def fit_to_budget(graph: CollaborationGraph, fits: Fits) -> list[CollaborationGr
     """Feasible versions of ``graph``: itself if it fits; else the graphs left after removing
     whole branches (first-layer nodes, last first) or nodes of the widest later layer, one at a
     time, until they fit."""
-    if fits([graph])[0]:
-        return [graph]
+    return [graph] if fits([graph])[0] else _shrunk_to_fit(graph, fits)
+
+
+def _shrunk_to_fit(graph: CollaborationGraph, fits: Fits) -> list[CollaborationGraph]:
+    """`fit_to_budget` of a graph known not to fit."""
     out: list[CollaborationGraph] = []
     for shrink_layer in (0, None):
         g: CollaborationGraph | None = graph
@@ -324,10 +327,10 @@ def structural_moves(graph: CollaborationGraph, fits: Fits) -> list[Collaboratio
                                       for i in range(graph.layer_widths[-1])]))
     own = graph.canonical_key()
     out: dict[str, CollaborationGraph] = {}
-    for g in raw:
-        if g is None:
-            continue
-        for fitted in fit_to_budget(g, fits):
+    moved = [g for g in raw if g is not None]
+    # one feasibility pass for all moves: only those over the budget are shrunk one by one
+    for g, ok in zip(moved, fits(moved) if moved else []):
+        for fitted in [g] if ok else _shrunk_to_fit(g, fits):
             key = fitted.canonical_key()
             if key != own:
                 out.setdefault(key, fitted)

@@ -77,9 +77,20 @@ class GraphSurrogate:
         """Fit to ``observations`` (repeated graphs are fine: each is a measurement)."""
         if not observations:
             raise ValueError("the surrogate needs at least one observation")
-        x = features_of([o.graph for o in observations])
-        y = np.array([o.accuracy for o in observations], dtype=np.float64)
-        n = np.array([max(o.n, 1) for o in observations], dtype=np.float64)
+        return self.fit_features(features_of([o.graph for o in observations]),
+                                 np.array([o.accuracy for o in observations]),
+                                 np.array([o.n for o in observations]))
+
+    def fit_features(self, x: np.ndarray, accuracy: np.ndarray, n: np.ndarray
+                     ) -> GraphSurrogate:
+        """`fit` to observations given as arrays: `features_of` their graphs ``[N, 3K + 3]``,
+        their accuracies ``[N]`` and their numbers of questions ``[N]`` (for callers that refit
+        often and keep the features)."""
+        if len(x) == 0 or not len(x) == len(accuracy) == len(n):
+            raise ValueError(f"the surrogate needs as many features as accuracies and counts "
+                             f"(at least one), got {len(x)}, {len(accuracy)}, {len(n)}")
+        y = np.asarray(accuracy, dtype=np.float64)
+        n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
         self.mean = float(np.average(y, weights=n))
         p = np.clip((y * n + self.mean) / (n + 1), 0.0, 1.0)
         noise = np.maximum(p * (1 - p), _NOISE_FLOOR) / n
