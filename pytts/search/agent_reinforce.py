@@ -33,11 +33,12 @@ import logging
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, log_softmax, logit, softmax
+from scipy.special import expit, logit
 
 from ..errors import BudgetError
 from ..evaluate import EvalResult
 from ..graph import ASSISTANT, FUSER, CollaborationGraph, GraphBatch
+from ..logspace import log_softmax, softmax
 from ..probgraph import ProbGraph
 from .agent import Agent, Feedback, HeuristicAgent
 from .base import Searcher
