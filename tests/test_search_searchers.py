@@ -278,6 +278,31 @@ def test_agent_reinforce_probes_roles_after_the_pilots_have_been_scored():
     assert s._rounds[-1]["kind"] == "probe"
 
 
+def test_agent_reinforce_probes_from_the_best_model_a_second_step_can_follow():
+    # On this budget the strong model's answer leaves no room for a second call of it, and
+    # a probe led by it could only add the weakest model: the probes start from the middle
+    # model, the best whose own second step fits, followed by the two best that fit after it.
+    s = make_searcher("agent-reinforce", seed=0, template=(3, 3), budget="1.4x l")
+    names = s.model_names
+    s_, m, l = (names.index(n) for n in ("s", "m", "l"))
+
+    def chain(first: int, second: int) -> CollaborationGraph:
+        return CollaborationGraph.layered([[first], [second]], names, template=(3, 3))
+
+    assert not s.feasible([chain(l, l)])[0] and s.feasible([chain(m, m)])[0]
+    ev = ToyEvaluator()
+    pilots = s.ask(4)
+    for g in pilots:
+        s.tell(g, asyncio.run(ev.evaluate(g)))
+    assert sorted(pilots, key=toy_accuracy)[-1].model[0, 0] == l  # l is the best pilot
+    followers = [x for x in (l, m, s_) if s.feasible([chain(m, x)])[0]][:2]
+    probes = s.ask(4)
+    assert s._rounds[-1]["kind"] == "probe"
+    assert {int(g.model[0, 0]) for g in probes} == {m}
+    assert {(int(g.model[1, 0]), int(g.role[1, 0])) for g in probes} == {
+        (x, r) for x in followers for r in (ASSISTANT, FUSER)}
+
+
 def test_agent_reinforce_without_probes_searches_right_after_the_pilots():
     cost = toy_cost()
     s = AgentReinforce(cost.pool, (3, 3), cost, "5x m", seed=0, probes=False)

@@ -213,27 +213,36 @@ def pilot_graphs(searcher: Searcher) -> list[CollaborationGraph]:
 
 
 def probe_graphs(searcher: Searcher) -> list[CollaborationGraph]:
-    """The role probes that follow the pilots: the best pilot's model answers once, then that
-    model or the runner-up's takes a second step, as a refiner or as a fuser (at most four
-    two-node chains, those that fit the budget and are new).
+    """The role probes that follow the pilots: a strong model answers once, then that model or
+    the runner-up takes a second step, as a refiner or as a fuser (at most four two-node
+    chains, those that fit the budget and are new).
 
+    The first answerer is the best pilot's model whose answer can be followed by a second step
+    of the same model within the budget (on a tight budget the best model's single call may
+    leave no room for one); the second steps are the two best pilots' models that fit after it.
     Pilots rank models as first answerers only; these chains measure, before any search step
     relies on it, whether a second step helps at all and whether the strongest models refine
-    or fuse better (docs/method.md, "Pilots and the initial preference").
+    or fuse better (docs/method.md, "Role probes").
     """
     ranked: list[int] = []
     for r in sorted(searcher.history, key=lambda r: (-r.value, r.number)):
         model = r.graph.vote_model
         if model is not None and model not in ranked:
             ranked.append(model)
-    if not ranked:
-        return []
-    first = ranked[0]
-    chains = [CollaborationGraph.layered([[first], [second]], searcher.model_names,
-                                         roles=[[ASSISTANT], [role]], template=searcher.template)
-              for second in ranked[:2] for role in (ASSISTANT, FUSER)]
-    fits = searcher.feasible(chains)
-    return [g for g, ok in zip(chains, fits) if ok and not searcher.seen(g)]
+
+    def chains(first: int, second: int) -> list[CollaborationGraph]:
+        return [CollaborationGraph.layered([[first], [second]], searcher.model_names,
+                                           roles=[[ASSISTANT], [role]],
+                                           template=searcher.template)
+                for role in (ASSISTANT, FUSER)]
+
+    for first in ranked:
+        followers = [m for m in ranked if searcher.feasible(chains(first, m)[:1])[0]]
+        if first in followers:
+            probes = [g for second in followers[:2] for g in chains(first, second)]
+            return [g for g, ok in zip(probes, searcher.feasible(probes))
+                    if ok and not searcher.seen(g)]
+    return []
 
 
 class AgentReinforce(Searcher):
