@@ -31,9 +31,11 @@ RACE_SHARE = 0.8
 """Share of a dev set `RacingPolicy.for_questions` races on; the rest confirms the selection."""
 MIN_STAGE = 20
 """The smallest first stage `RacingPolicy.for_questions` makes: fewer questions say too little."""
-DEFAULT_Z = 1.0
+DEFAULT_Z = 2.0
 """A candidate continues while ``mean + z * stderr`` of its paired difference is above zero:
-at z = 1 a candidate as good as the incumbent survives a stage about 84% of the time."""
+at z = 2 a candidate as good as the incumbent survives a stage about 98% of the time. At z = 1
+(84%) racing cut good candidates against an incumbent whose fixed draws were lucky, and the
+returned graphs were worse than without racing (docs/method.md, "Evaluation and selection")."""
 DEFAULT_CONFIRM = 50
 DEFAULT_TOP = 3
 
