@@ -177,11 +177,16 @@ inline bool cpu_has_avx512bw() {
 
 // The edges of one layer of a W = 8 template are 64 bytes, byte 8i + j for edge (l, i) ->
 // (l + 1, j): bit 8i + j of the layer's bit matrix, one byte per bit. AVX-512BW expands a mask
-// register to bytes in one masked move; the portable path spreads a byte at a time.
-// Only this store is compiled for AVX-512: the whole sampler compiled so runs slower here.
-__attribute__((target("avx512f,avx512bw"), noinline)) inline void expand_bits64_avx512bw(
-    std::uint8_t* dst, std::uint64_t bits) {
-    _mm512_storeu_si512(dst, _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(1)));
+// register to bytes in one masked move; the portable path spreads a byte at a time. This writes
+// layers 0 .. layers - 1 of a graph (bits[l] for l < live, zeros after) in one call: only this
+// store is compiled for AVX-512 (the whole sampler compiled so runs slower on this machine), and
+// it cannot be inlined into code compiled without it.
+__attribute__((target("avx512f,avx512bw"), noinline)) inline void expand_layers_avx512bw(
+    std::uint8_t* dst, const std::uint64_t* bits, int layers, int live) {
+    const __m512i one = _mm512_set1_epi8(1);
+    for (int l = 0; l < layers; ++l)
+        _mm512_storeu_si512(dst + 64 * static_cast<std::size_t>(l),
+                            _mm512_maskz_mov_epi8(l < live ? bits[l] : 0, one));
 }
 
 // Parameters of a ProbGraph as the kernels read them.
@@ -763,9 +768,7 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
             lr += lrole[s + k];
         }
         if (expand64) {
-            for (int l = 0; l + 1 < D; ++l)
-                expand_bits64_avx512bw(oe + 64 * static_cast<std::size_t>(l),
-                                       l + 1 < d ? layer_bits[l] : 0);
+            expand_layers_avx512bw(oe, layer_bits, D - 1, d - 1);
         } else if (narrow) {
             // Row (l, i) of the edges is byte i of each column's spread mask: bits 8i.. of the
             // layer's matrix, spread again. Whole 8-byte stores, in ascending order, so that
