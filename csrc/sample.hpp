@@ -169,7 +169,7 @@ constexpr Spread8 kSpread8{};
 // bytes.
 enum class SamplerIsa { best, baseline };
 
-// Whether the CPU runs AVX-512BW (and the build can emit it).
+// Whether this CPU runs AVX-512F and AVX-512BW.
 inline bool cpu_has_avx512bw() {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
