@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <sstream>
@@ -375,6 +376,17 @@ py::tuple grad_log_prob(py::handle depth, py::handle width, py::handle model_l,
     return py::make_tuple(gd, gw, gm, gr, ge);
 }
 
+// The code the sampler may use, from the environment: PYTTS_SAMPLER_ISA=baseline keeps it on
+// portable code (the tests compare the two; the graphs are the same), unset or "best" lets it
+// use what the CPU runs. Read per call, so a process can switch.
+pytts::SamplerIsa sampler_isa() {
+    const char* v = std::getenv("PYTTS_SAMPLER_ISA");
+    if (v == nullptr || *v == '\0' || std::string(v) == "best") return pytts::SamplerIsa::best;
+    if (std::string(v) == "baseline") return pytts::SamplerIsa::baseline;
+    fail("environment variable PYTTS_SAMPLER_ISA must be 'best' or 'baseline', got '" +
+         std::string(v) + "'");
+}
+
 // The sampling tables of one set of logits, built once: every `sample` call then only draws.
 // The logits are copied in, so the object owns everything its tables point into and the caller
 // may change its arrays afterwards.
@@ -415,6 +427,7 @@ public:
                      std::to_string(p_.K) + " models");
         }
 
+        const pytts::SamplerIsa isa = sampler_isa();
         const py::ssize_t D = p_.D, W = p_.W;
         auto om = empty<std::int16_t>({n, D, W});
         auto orl = empty<std::int8_t>({n, D, W});
@@ -426,9 +439,9 @@ public:
                                  ol.mutable_data()};
             py::gil_scoped_release nogil;
             st = conditioned ? pytts::sample_graphs<true>(*tables_, &mc, base, n, seed, budget,
-                                                          max_draws, out)
+                                                          max_draws, out, isa)
                              : pytts::sample_graphs<false>(*tables_, nullptr, base, n, seed,
-                                                           budget, max_draws, out);
+                                                           budget, max_draws, out, isa);
         }
         py::object m = om, r = orl, e = oe, l = ol;
         if (st.accepted < n) {

@@ -13,6 +13,8 @@
 #include <limits>
 #include <vector>
 
+#include <immintrin.h>
+
 #include "cost.hpp"
 #include "rng.hpp"
 
@@ -161,6 +163,31 @@ struct Spread8 {
     }
 };
 constexpr Spread8 kSpread8{};
+
+// Which code the sampler may use: the best this CPU runs, or the portable baseline only (a test
+// hook, and a way out should a machine misreport its instruction sets). Both write the same
+// bytes.
+enum class SamplerIsa { best, baseline };
+
+// Whether this CPU runs AVX-512F and AVX-512BW.
+inline bool cpu_has_avx512bw() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+}
+
+// The edges of one layer of a W = 8 template are 64 bytes, byte 8i + j for edge (l, i) ->
+// (l + 1, j): bit 8i + j of the layer's bit matrix, one byte per bit. AVX-512BW expands a mask
+// register to bytes in one masked move; the portable path spreads a byte at a time. This writes
+// layers 0 .. layers - 1 of a graph (bits[l] for l < live, zeros after) in one call: only this
+// store is compiled for AVX-512 (the whole sampler compiled so runs slower on this machine), and
+// it cannot be inlined into code compiled without it.
+__attribute__((target("avx512f,avx512bw"), noinline)) inline void expand_layers_avx512bw(
+    std::uint8_t* dst, const std::uint64_t* bits, int layers, int live) {
+    const __m512i one = _mm512_set1_epi8(1);
+    for (int l = 0; l < layers; ++l)
+        _mm512_storeu_si512(dst + 64 * static_cast<std::size_t>(l),
+                            _mm512_maskz_mov_epi8(l < live ? bits[l] : 0, one));
+}
 
 // Parameters of a ProbGraph as the kernels read them.
 struct Logits {
@@ -563,7 +590,8 @@ struct SampleStats {
 template <bool Conditioned>
 SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base_prompt,
                           std::int64_t n, std::uint64_t seed, double budget,
-                          std::int64_t max_draws, SampleOut out) {
+                          std::int64_t max_draws, SampleOut out,
+                          SamplerIsa isa = SamplerIsa::best) {
     const Logits& p = t.p_;
     const int D = p.D, W = p.W, K = p.K, R = p.R, C = t.nchunk;
     const std::int64_t nslot = static_cast<std::int64_t>(D) * W;
@@ -604,6 +632,7 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     // Narrow templates (the subset table exists): a layer's edges are one 8x8 bit matrix, bit
     // 8i + j for edge (l, i) -> (l + 1, j), written out once the graph is accepted.
     const bool narrow = subset != nullptr;
+    const bool expand64 = W == 8 && isa == SamplerIsa::best && cpu_has_avx512bw();
     std::uint64_t layer_bits[kMaxDepth];
     const std::uint8_t* edges_end = out.edges + n * nedge;
 
@@ -738,7 +767,9 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
             orl[slot[q]] = static_cast<std::int8_t>(k);
             lr += lrole[s + k];
         }
-        if (narrow) {
+        if (expand64) {
+            expand_layers_avx512bw(oe, layer_bits, D - 1, d - 1);
+        } else if (narrow) {
             // Row (l, i) of the edges is byte i of each column's spread mask: bits 8i.. of the
             // layer's matrix, spread again. Whole 8-byte stores, in ascending order, so that
             // the zero bytes past a row of W < 8 land on the next row before it is written;
