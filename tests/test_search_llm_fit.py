@@ -131,9 +131,9 @@ class DialectServer(FakeOpenAI):
             "usage": {"prompt_tokens": asked, "completion_tokens": 40, "total_tokens": asked + 40}})
 
 
-async def run_agent(server: DialectServer, n_evals: int = 12, **agent_kwargs) -> LLMAgent:
-    """Agent-REINFORCE on the toy landscape with an LLMAgent asking ``server``; 3 pilots, then
-    rounds of 3 (one agent request per round)."""
+async def run_agent(server: DialectServer, n_evals: int = 15, **agent_kwargs) -> LLMAgent:
+    """Agent-REINFORCE on the toy landscape with an LLMAgent asking ``server``: 3 pilots, 4 role
+    probes, then rounds of 4, one agent request per round (15 evaluations: 4 requests)."""
     client = OpenAIClient(server.base_url, retry=RetryPolicy(max_retries=0))
     agent = LLMAgent(client, "agent", **agent_kwargs)
     searcher = make_searcher("agent-reinforce", seed=0, template=(3, 3))
@@ -228,7 +228,7 @@ async def test_a_configured_window_is_used_when_the_server_does_not_report_one()
 async def test_a_window_too_small_for_any_prompt_falls_back_and_says_what_to_raise(caplog):
     caplog.set_level(logging.WARNING, logger="pytts.search")
     async with DialectServer(n_ctx=600, props=True, tokenizer=True) as server:
-        agent = await run_agent(server, n_evals=6)
+        agent = await run_agent(server, n_evals=7)  # the pilots' and the probes' rounds
     assert server.chat == [] and agent.bad_replies == agent.context_overflows == 2
     error = agent.bad_reply_log[0].error
     assert "agent_context_tokens" in error and f"{AGENT_CONTEXT_FLOOR} tokens" in error
