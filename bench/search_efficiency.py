@@ -116,7 +116,7 @@ def _truth_of(truth: GroundTruth, graph: Any, cache: dict[str, float]) -> float:
 def _landscape(landscape: int) -> tuple[SimPreset, SimulatedPool, tuple[Any, ...], GroundTruth]:
     """A landscape's preset, simulated pool, dev questions and ground truth. None of them
     changes during a run, and a worker runs a landscape's runs one after another: made once
-    per worker, not once per run (questions and thresholds were a fifth of a quick run)."""
+    per worker, not once per run (making them was about a third of a random search's run)."""
     preset = SimPreset.generate(landscape)
     sim = SimulatedPool(preset)
     return preset, sim, tuple(sim.task(DEV_QUESTIONS).questions), GroundTruth(preset)

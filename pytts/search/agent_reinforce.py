@@ -385,7 +385,11 @@ class AgentReinforce(Searcher):
 
     def _by_surrogate(self, n: int, exclude: set[str]) -> list[CollaborationGraph]:
         observations = self._observations()
-        surrogate = GraphSurrogate().fit(observations)
+        # the observations' features are kept: the kriging-believer loop below refits on them
+        believed_x = features_of([o.graph for o in observations])
+        believed_y = np.array([o.accuracy for o in observations])
+        believed_n = np.array([o.n for o in observations])
+        surrogate = GraphSurrogate().fit_features(believed_x, believed_y, believed_n)
         told = {}
         for o in observations:
             told.setdefault(o.graph.canonical_key(), o.graph)
@@ -414,9 +418,6 @@ class AgentReinforce(Searcher):
         pool_x = features_of(graphs)
         best = float(mu_told.max())
         picked: list[CollaborationGraph] = []
-        believed_x = features_of([o.graph for o in observations])
-        believed_y = np.array([o.accuracy for o in observations])
-        believed_n = np.array([o.n for o in observations])
         for turn in range(min(n, len(graphs))):
             mu, sd = surrogate.predict(pool_x)
             if turn == 0:
