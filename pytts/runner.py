@@ -56,6 +56,8 @@ RUN_FILE = "run.json"
 RESUMABLE_KEYS = ("n_evals", "concurrency", "timeout_s")
 """Config keys a ``--resume`` may change: they bound the run, not what it computes."""
 REPLIES_FILE = "llm_replies.json"
+REFERENCE_CACHE = ".cache/reference"
+"""Where in the runs directory simulated runs keep their landscapes' reference optima."""
 
 
 @dataclass
@@ -83,11 +85,15 @@ class RunSetup:
     @functools.cached_property
     def reference(self) -> Reference | None:
         """A simulated run's reference optimum at its budget and template
-        (`pytts.sim.reference`), searched once, on first use; None for a real run."""
+        (`pytts.sim.reference`), searched on first use, or read from the runs directory's
+        cache (``<runs_dir>/.cache/reference``) where a run on the same landscape left it;
+        None for a real run."""
         if self.sim is None:
             return None
-        from .sim.reference import reference_optimum
-        return reference_optimum(self.sim.preset, self.budget_flops, template=self.template)
+        from .sim.reference import cached_reference_optimum
+        return cached_reference_optimum(self.sim.preset, self.budget_flops,
+                                        template=self.template,
+                                        cache_dir=Path(self.config.runs_dir) / REFERENCE_CACHE)
 
 
 def resolve(config: SearchConfig) -> RunSetup:

@@ -56,6 +56,8 @@ def test_demo_search_writes_the_whole_run_directory(tmp_path, capsys):
     ref = re.search(r"reference optimum at this budget \*?\*?([0-9.]+) \+/- ([0-9.]+) "
                     r"\(returned graph ([-+][0-9.]+) points\)", summary)
     assert ref is not None and 0.7 < float(ref[1]) < 0.9 and float(ref[3]) <= 0
+    # the reference is kept for the next run on this landscape (tests/test_sim_reference_cache)
+    assert len(list((tmp_path / ".cache" / "reference").glob("*.json"))) == 1
     assert 'searcher = "agent-reinforce"' in (run / "config.toml").read_text()
     capsys.readouterr()
     # show, eval and compare work on what search wrote

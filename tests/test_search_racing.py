@@ -1,6 +1,7 @@
 """Racing and selection (pytts.search.racing, run_search(racing=...)): the paired statistics on
-known answers, early stopping of hopeless candidates, the confirmed selection, and a resumed
-raced search that continues exactly like an uninterrupted one."""
+known answers, early stopping of hopeless candidates, the first batch's race among its members,
+the confirmed selection, and a resumed raced search that continues exactly like an
+uninterrupted one."""
 
 from __future__ import annotations
 
@@ -100,6 +101,70 @@ def test_a_hopeless_candidate_stops_after_the_first_stage():
     assert race.incumbent == "inc"          # a tie does not dethrone
 
 
+def _opening_race(ev, names, known=None):
+    race = Race(RacingPolicy((10, 40, 100), confirm=0), 100)
+    opening = race.opening(ev, names, known or [None] * len(names))
+
+    async def every_member():
+        return await asyncio.gather(*(opening.evaluate(i) for i in range(len(names))))
+    return opening, asyncio.run(every_member())
+
+
+# per question: the leader misses none of the first 40, the close one misses two, so it is
+# 5 points behind at the opening (paired stderr 3.4 points: it survives at z = 2)
+BEST = [True] * 40 + [True] * 50 + [False] * 10
+CLOSE = [True] * 38 + [False] * 2 + [True] * 50 + [False] * 10
+HOPELESS = [False] * 100
+
+
+def test_a_first_batch_races_its_members_against_the_best_at_the_opening():
+    ev = _Scripted({"best": BEST, "close": CLOSE, "bad": HOPELESS})
+    opening, (bad, close, best) = _opening_race(ev, ["bad", "close", "best"])
+    assert opening.n_opening == 40                  # the first two stages
+    assert best.n_questions == close.n_questions == 100
+    assert bad.n_questions == 40                    # out at the opening, 60 questions saved
+    # every member ran the opening questions once; only the leader and the survivor the rest
+    assert sorted(ev.asked) == sorted([(g, list(range(40))) for g in ("bad", "close", "best")]
+                                      + [(g, list(range(40, 100))) for g in ("best", "close")])
+    assert best.correct == BEST and close.correct == CLOSE
+
+
+def test_the_earliest_member_leads_a_tie_at_the_opening():
+    twin = [True] * 40 + [False] * 60               # level at the opening, far worse after it
+    ev = _Scripted({"twin": twin, "best": BEST})
+    _, (first, second) = _opening_race(ev, ["twin", "best"])
+    assert first.n_questions == 100                 # the leader runs every race question
+    assert second.n_questions == 100                # and "best", behind it by nothing, too
+
+
+def test_known_members_race_with_their_results_and_are_not_run_again():
+    ev = _Scripted({"best": BEST, "close": CLOSE, "bad": HOPELESS})
+    known_best = _result(BEST, list(range(100)))
+    _, (bad, close, best) = _opening_race(ev, ["bad", "close", "best"], [None, None, known_best])
+    assert best == known_best
+    assert all(g != "best" for g, _ in ev.asked)
+    assert bad.n_questions == 40 and close.n_questions == 100
+
+
+def test_a_member_whose_opening_fails_raises_and_the_rest_race_on():
+    class Failing(_Scripted):
+        async def evaluate(self, graph, questions=None):
+            if graph == "best":
+                raise RuntimeError("server down")
+            return await super().evaluate(graph, questions)
+
+    race = Race(RacingPolicy((10, 40, 100), confirm=0), 100)
+    opening = race.opening(Failing({"best": BEST, "close": CLOSE, "bad": HOPELESS}),
+                           ["bad", "close", "best"], [None] * 3)
+
+    async def every_member():
+        return await asyncio.gather(*(opening.evaluate(i) for i in range(3)),
+                                    return_exceptions=True)
+    bad, close, best = asyncio.run(every_member())
+    assert isinstance(best, RuntimeError)
+    assert close.n_questions == 100 and bad.n_questions == 40   # "close" led the rest
+
+
 def test_selection_uses_confirmation_questions_against_the_winners_curse():
     # "lucky" beats "solid" on the race questions but not on the confirmation questions
     lucky = [True] * 60 + [False] * 40 + [False] * 50
@@ -163,6 +228,42 @@ def test_a_resumed_raced_search_continues_identically(tmp_path):
     asyncio.run(run_search(_searcher(preset, sim), evaluator, round_ends[2], batch_size=4,
                            racing=policy, checkpoint=ckpt))
     resumed = asyncio.run(run_search(_searcher(preset, sim), evaluator, 20, batch_size=4,
+                                     racing=policy, checkpoint=ckpt))
+    assert [r.key for r in resumed.history] == [r.key for r in straight.history]
+    assert [r.result.question_ids for r in resumed.history] == \
+        [r.result.question_ids for r in straight.history]
+    assert resumed.selection.key == straight.selection.key
+
+
+def test_a_first_batch_stopped_after_its_opening_continues_identically(tmp_path):
+    preset, sim, evaluator = _sim_setup()
+    policy = RacingPolicy((15, 30, 60), confirm=30)
+    straight = asyncio.run(run_search(_searcher(preset, sim), evaluator, 12, batch_size=4,
+                                      racing=policy))
+    # the first batch is the three pilots: one leads at the opening (30 questions), one is
+    # out there and one races the leader to the end
+    first = straight.history[:3]
+    opening = [np.mean([outcomes(r.result)[q] for q in range(30)]) for r in first]
+    leader = int(np.argmax(opening))
+    survivors = [r for i, r in enumerate(first) if i != leader and r.result.n_questions == 60]
+    assert survivors and any(r.result.n_questions == 30 for r in first)
+    target = survivors[0].graph.canonical_key()
+
+    class FailsPastTheOpening:
+        """The survivor's evaluation fails after the opening (a server that went down)."""
+
+        questions = evaluator.questions
+
+        async def evaluate(self, graph, questions=None):
+            if graph.canonical_key() == target and questions and questions[0] == 30:
+                raise RuntimeError("server down")
+            return await evaluator.evaluate(graph, questions)
+
+    ckpt = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="server down"):
+        asyncio.run(run_search(_searcher(preset, sim), FailsPastTheOpening(), 12,
+                               batch_size=4, racing=policy, checkpoint=ckpt))
+    resumed = asyncio.run(run_search(_searcher(preset, sim), evaluator, 12, batch_size=4,
                                      racing=policy, checkpoint=ckpt))
     assert [r.key for r in resumed.history] == [r.key for r in straight.history]
     assert [r.result.question_ids for r in resumed.history] == \

@@ -3,14 +3,16 @@
 
 A candidate graph is first run on a small batch of the race questions and gets more only while a
 *paired* comparison with the incumbent (same questions, same sample indices, so the bank gives
-common random numbers) still leaves it a real chance of being better. The graph handed back to
-the user is protected from the winner's curse: the top few by their race estimate are run on
-confirmation questions that played no part in picking them, and the best on all their questions
-is returned, with its paired difference to the runner-up.
+common random numbers) still leaves it a real chance of being better; the first batch, which
+has no incumbent, races its members against the best of them (`OpeningRace`). The graph handed
+back to the user is protected from the winner's curse: the top few by their race estimate are
+run on confirmation questions that played no part in picking them, and the best on all their
+questions is returned, with its paired difference to the runner-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -185,6 +187,15 @@ class RacingPolicy:
                    int(data["top"]))
 
 
+def _prefix_length(result: EvalResult) -> int:
+    """How many questions ``result`` covers, checking that they are the first ones (0, 1, ...),
+    as a raced result's are."""
+    ids = sorted(outcomes(result))
+    if ids != list(range(len(ids))):
+        raise ValueError("a race continues only from a result on the first questions")
+    return len(ids)
+
+
 @dataclass
 class Entrant:
     """A raced graph: its key, graph and everything known of it (merged over evaluations)."""
@@ -231,12 +242,21 @@ class Race:
         return all(q in have for q in range(self.policy.n_race))
 
     async def evaluate(self, evaluator: SubsetEvaluator, graph: CollaborationGraph,
-                       against: EvalResult | None) -> EvalResult:
+                       against: EvalResult | None, *,
+                       start: EvalResult | None = None) -> EvalResult:
         """Run ``graph`` stage by stage against the incumbent's result ``against`` (None: no
-        incumbent yet, so the candidate runs on every race question)."""
-        parts: list[EvalResult] = []
-        done = 0
+        incumbent yet, so the candidate runs on every race question).
+
+        ``start`` is a result of ``graph`` on the first race questions (the end of a stage):
+        the race goes on from there, first asking whether the candidate still survives."""
+        parts = [] if start is None else [start]
+        done = 0 if start is None else _prefix_length(start)
+        if (start is not None and against is not None and done < self.policy.n_race
+                and not self.survives(start, against)):
+            return start
         for stage in self.policy.stages:
+            if stage <= done:
+                continue
             parts.append(await evaluator.evaluate(graph, list(range(done, stage))))
             done = stage
             if against is None or stage == self.policy.n_race:
@@ -245,6 +265,12 @@ class Race:
             if not self.survives(so_far, against):
                 break
         return merge_results(parts)
+
+    def opening(self, evaluator: SubsetEvaluator, graphs: Sequence[CollaborationGraph],
+                known: Sequence[EvalResult | None]) -> OpeningRace:
+        """The `OpeningRace` of a batch asked while there is no incumbent; ``known`` holds the
+        results already had of its members (None for the rest)."""
+        return OpeningRace(self, evaluator, graphs, known)
 
     def survives(self, candidate: EvalResult, incumbent: EvalResult) -> bool:
         """True while the candidate may still be better than the incumbent (paired test)."""
@@ -325,3 +351,64 @@ class Race:
         _, second, second_result = scored[1]
         return Selection(best.key, best.graph, best_result, second.key,
                          self.compare(best_result, second_result))
+
+
+class OpeningRace:
+    """The race of a batch asked while no graph has been raced to the end (the first batch):
+    with no incumbent, its members race each other.
+
+    Every member runs the opening questions, the first two stages (one stage says too little
+    to pick a leader among graphs nothing is known of). The best there (the earliest on ties)
+    runs every race question, and the others then race against it as later candidates race
+    against the incumbent: a member far behind stops at the opening instead of running every
+    race question (docs/method.md, "Evaluation and selection"). Members known already (told
+    before a run was interrupted) take part with their results, so a resumed batch picks the
+    same leader and races as the uninterrupted one did.
+    """
+
+    def __init__(self, race: Race, evaluator: SubsetEvaluator,
+                 graphs: Sequence[CollaborationGraph],
+                 known: Sequence[EvalResult | None]) -> None:
+        if len(graphs) != len(known):
+            raise ValueError("one known result (or None) per member")
+        stages = race.policy.stages
+        self.n_opening = stages[min(1, len(stages) - 1)]
+        self._race, self._evaluator = race, evaluator
+        self._graphs, self._known = list(graphs), list(known)
+        self._openings: asyncio.Future[list[EvalResult | BaseException]] | None = None
+        self._leader_run: asyncio.Future[EvalResult] | None = None
+
+    async def evaluate(self, member: int) -> EvalResult:
+        """The race result of member ``member`` (an index into the batch's graphs). A member
+        whose opening raised raises that error; the others race without it."""
+        openings = await self._opening_results()
+        if isinstance(openings[member], BaseException):
+            raise openings[member]
+        ran = [i for i, r in enumerate(openings) if not isinstance(r, BaseException)]
+        leader = max(ran, key=lambda i: (self._opening_accuracy(openings[i]), -i))
+        if self._leader_run is None:
+            self._leader_run = asyncio.ensure_future(self._race.evaluate(
+                self._evaluator, self._graphs[leader], None, start=openings[leader]))
+        lead = await self._leader_run
+        if member == leader:
+            return lead
+        return await self._race.evaluate(self._evaluator, self._graphs[member], lead,
+                                         start=openings[member])
+
+    def _opening_results(self) -> asyncio.Future[list[EvalResult | BaseException]]:
+        """Every member's result on the opening questions (its known result, or the error its
+        evaluation raised), computed once for all members."""
+        if self._openings is None:
+            self._openings = asyncio.ensure_future(asyncio.gather(
+                *(self._open(i) for i in range(len(self._graphs))), return_exceptions=True))
+        return self._openings
+
+    async def _open(self, member: int) -> EvalResult:
+        known = self._known[member]
+        if known is not None:
+            return known
+        return await self._evaluator.evaluate(self._graphs[member], list(range(self.n_opening)))
+
+    def _opening_accuracy(self, result: EvalResult) -> float:
+        have = outcomes(result)
+        return float(np.mean([have[q] for q in range(self.n_opening) if q in have]))

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -140,8 +140,9 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
 
     ``racing`` (a `RacingPolicy`; the evaluator must take question subsets, see
     `pytts.search.racing.SubsetEvaluator`) races every candidate against the incumbent on
-    growing batches of questions and chooses the returned graph on confirmation questions, for
-    every searcher alike. ``max_calls`` stops asking once the LLM calls made reach it.
+    growing batches of questions (a batch asked before there is one races its members against
+    each other) and chooses the returned graph on confirmation questions, for every searcher
+    alike. ``max_calls`` stops asking once the LLM calls made reach it.
     """
     if n_evals < 0 or batch_size < 1 or max_stale_asks < 1:
         raise ConfigError(f"need n_evals >= 0, batch_size >= 1 and max_stale_asks >= 1; got "
@@ -267,9 +268,9 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
 
             await tell_ready(graphs, keys, reused)
             todo = {}
-            for g, key in zip(graphs, keys):
-                if key not in cache and key not in todo.values():
-                    todo[asyncio.ensure_future(evaluate(g))] = key
+            for key, run in _evaluations(graphs, keys, cache, race, loop.against is None,
+                                         evaluator, evaluate):
+                todo[asyncio.ensure_future(run)] = key
             order = {key: i for i, key in reversed(list(enumerate(keys)))}
             failure: BaseException | None = None
             try:
@@ -317,6 +318,25 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                         loop.n_evals, loop.n_reused, loop.calls_made, loop.calls_served,
                         stopped, fronts["latency"], fronts["flops"], selection, selections,
                         selection_calls)
+
+
+def _evaluations(graphs: list[CollaborationGraph], keys: list[str], cache: dict[str, EvalResult],
+                 race: Race | None, no_incumbent: bool, evaluator: GraphEvaluator,
+                 evaluate: Callable[[CollaborationGraph], Awaitable[EvalResult]]
+                 ) -> list[tuple[str, Awaitable[EvalResult]]]:
+    """The evaluations a batch still needs, one per distinct graph not in ``cache``: each
+    raced against the incumbent by ``evaluate``, or, for a raced batch asked while there is
+    no incumbent, against each other (`pytts.search.racing.OpeningRace`)."""
+    members: dict[str, CollaborationGraph] = {}
+    for g, key in zip(graphs, keys):
+        members.setdefault(key, g)
+    missing = [key for key in members if key not in cache]
+    if race is None or not no_incumbent or len(members) < 2 or not missing:
+        return [(key, evaluate(members[key])) for key in missing]
+    member_keys = list(members)
+    opening = race.opening(evaluator, list(members.values()),  # type: ignore[arg-type]
+                           [cache.get(key) for key in member_keys])
+    return [(key, opening.evaluate(member_keys.index(key))) for key in missing]
 
 
 def _reused_flags(graphs: list[CollaborationGraph], cache: dict[str, Any]) -> list[bool]:

@@ -12,16 +12,27 @@ Monte-Carlo samples; the best ones are then rescored with many.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .. import kernels
 from ..cost import CostModel
 from ..graph import FUSER, CollaborationGraph, GraphBatch
 from ..search.moves import FUSER_COUNTS, neighbours, structural_moves
 from .client import SimulatedPool
 from .presets import SimPreset
 from .truth import GroundTruth
+
+log = logging.getLogger("pytts.sim")
 
 SCREEN_SAMPLES = 48
 FINAL_SAMPLES = 4000
@@ -159,3 +170,71 @@ def reference_optimum(preset: SimPreset, budget: str | float, *,
     means, errs = truth.expected_accuracy_batch(batch, n_samples=FINAL_SAMPLES, seed=1)
     i = int(np.argmax(means))
     return Reference(top[i][1], float(means[i]), float(errs[i]), len(scores), single)
+
+
+CACHE_FORMAT = 1
+"""Version of a cached reference's file layout (`cached_reference_optimum`)."""
+_SIM_MODULES = ("client", "draws", "kernel", "latent", "presets", "reference",
+                "simulate_reference", "task", "truth")
+
+
+def reference_key(preset: SimPreset, budget_flops: float, template: tuple[int, int]) -> str:
+    """The cache key of a reference: a hash of everything that decides it.
+
+    That is the preset's every parameter, the budget and template, the search's constants, the
+    kernel backend, and the code that scores and moves graphs. The code enters as the bytes of
+    its modules and of the compiled extension, so an edited simulator or search never reads a
+    reference cached by the code before it."""
+    described = {
+        "format": CACHE_FORMAT,
+        "preset": dataclasses.asdict(preset),
+        "budget": float(budget_flops).hex(),
+        "template": list(template),
+        "search": [SCREEN_SAMPLES, FINAL_SAMPLES, FINAL_TOP, LOCAL_ROUNDS, LOCAL_PARENTS],
+        "backend": kernels.BACKEND,
+    }
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode())
+    code = ["pytts.graph", "pytts.cost", "pytts.kernels", "pytts._reference",
+            "pytts.search.moves"] + [f"pytts.sim.{m}" for m in _SIM_MODULES] + ["pytts._core"]
+    for name in code:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pytts._core, on the NumPy fallback: not part of the reference
+            continue
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def cached_reference_optimum(preset: SimPreset, budget_flops: float, *,
+                             template: tuple[int, int], cache_dir: str | Path) -> Reference:
+    """`reference_optimum` of ``preset`` at ``budget_flops`` on ``template``, kept as one JSON
+    file per `reference_key` in ``cache_dir`` so that a rerun on the same landscape skips the
+    search. A cached file that does not read back as a reference for this pool is searched
+    again and overwritten; a cache directory that cannot be written is skipped (the reference
+    is still returned)."""
+    names = SimulatedPool(preset).pool.names
+    path = Path(cache_dir) / f"{reference_key(preset, budget_flops, template)}.json"
+    try:
+        data = json.loads(path.read_text())
+        graph = CollaborationGraph.from_dict(data["graph"], names)
+        if graph.template != tuple(template):
+            raise ValueError(f"its graph is on template {graph.template}, not {template}")
+        return Reference(graph, float(data["accuracy"]), float(data["stderr"]),
+                         int(data["n_scored"]), float(data["best_single"]))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("reference cache %s does not read (%s); searching again", path, exc)
+    ref = reference_optimum(preset, budget_flops, template=template)
+    record = {"graph": ref.graph.to_dict(), "accuracy": ref.accuracy, "stderr": ref.stderr,
+              "n_scored": ref.n_scored, "best_single": ref.best_single}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # written whole, then renamed: a reader never sees half a file
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
+                                         delete=False) as tmp:
+            json.dump(record, tmp)
+        os.replace(tmp.name, path)
+    except OSError as exc:
+        log.warning("reference cache %s not written (%s)", path, exc)
+    return ref
