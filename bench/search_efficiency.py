@@ -155,7 +155,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     searcher, report = asyncio.run(search())
     # A search that ran out of new graphs (a budget that leaves few) stops early: what it
     # returns at every later checkpoint is its final selection.
-    final_calls = report.calls_made + report.selection_calls
+    final_calls = report.calls_made + (report.selection.confirm_calls
+                                       if report.selection is not None else 0)
     for k in SELECT_AT:
         if report.n_evals < k <= spec.n_evals and k not in report.selections \
                 and report.selection is not None:

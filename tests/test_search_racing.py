@@ -181,6 +181,23 @@ def test_selection_uses_confirmation_questions_against_the_winners_curse():
     assert race.calls == 100                # 50 confirmation questions for each finalist
 
 
+def test_a_selection_counts_its_finalists_confirmation_whenever_it_ran():
+    def graph(race_right: int) -> list[bool]:
+        return [True] * race_right + [False] * (100 - race_right) + [True] * 25 + [False] * 25
+
+    ev = _Scripted({"a": graph(70), "b": graph(60), "c": graph(65)})
+    race = Race(RacingPolicy((100,), confirm=50, top=2), 150)
+    for name in ("a", "b"):
+        race.observe(name, name, asyncio.run(race.evaluate(ev, name, None)))
+    first = asyncio.run(race.select(ev))
+    assert first.confirm_calls == race.calls == 100        # a and b, 50 questions each
+    race.observe("c", "c", asyncio.run(race.evaluate(ev, "c", None)))
+    second = asyncio.run(race.select(ev))
+    assert race.calls == 150                                 # only c was run now
+    # the finalists are a (confirmed before) and c: a run stopped here pays for both, not b
+    assert second.confirm_calls == 100
+
+
 def _sim_setup(seed: int = 0):
     preset = SimPreset.generate(1)
     sim = SimulatedPool(preset)

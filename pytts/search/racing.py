@@ -219,6 +219,10 @@ class Selection:
     result: EvalResult
     runner_up: str | None
     difference: PairedDifference | None
+    confirm_calls: int = 0
+    """LLM calls made to run the finalists on the confirmation questions, whenever that was
+    (a finalist of an earlier selection was confirmed then): with the race's calls, what a run
+    that stopped here spent."""
 
 
 class Race:
@@ -234,6 +238,8 @@ class Race:
         self.incumbent: str | None = None
         self.calls = 0
         """LLM calls made by `select` (confirmation runs; race runs are counted by the loop)."""
+        self.confirm_calls: dict[str, int] = {}
+        """Per confirmed graph (key), the calls its confirmation run made."""
 
     # ---------------------------------------------------------------- racing
     def full(self, result: EvalResult) -> bool:
@@ -340,17 +346,20 @@ class Race:
                 if missing:
                     extra = await evaluator.evaluate(e.graph, missing)
                     self.calls += extra.calls_made
+                    self.confirm_calls[e.key] = (self.confirm_calls.get(e.key, 0)
+                                                 + extra.calls_made)
                     result = merge_results([result, extra])
                     self.entrants[e.key] = Entrant(e.key, e.graph, result)
             scored.append((result.accuracy, e, result))
+        confirm_calls = sum(self.confirm_calls.get(e.key, 0) for e in finalists)
         # stable: on equal accuracy the earlier finalist (higher race estimate) wins
         scored.sort(key=lambda t: -t[0])
         _, best, best_result = scored[0]
         if len(scored) == 1:
-            return Selection(best.key, best.graph, best_result, None, None)
+            return Selection(best.key, best.graph, best_result, None, None, confirm_calls)
         _, second, second_result = scored[1]
         return Selection(best.key, best.graph, best_result, second.key,
-                         self.compare(best_result, second_result))
+                         self.compare(best_result, second_result), confirm_calls)
 
 
 class OpeningRace:

@@ -65,7 +65,8 @@ class SearchReport:
     asks in a row brought no new graph). With racing, ``best_graph``/``best_result`` are the
     returned graph of ``selection`` (chosen on confirmation questions, see `Race.select`), and
     ``selections`` holds the returned graph after each of the ``select_at`` evaluation counts
-    with the calls spent by then (search and selection together).
+    with the calls a run that stopped there spent: its race calls and its finalists'
+    confirmation runs (``selection_calls`` counts every selection's).
     """
 
     best_graph: CollaborationGraph | None
@@ -264,7 +265,9 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
                     if n_real in select_at and n_real not in selections and race is not None:
                         chosen = await select()
                         if chosen is not None:
-                            selections[n_real] = (chosen, loop.calls_made + selection_calls)
+                            # what a run stopped here spends: its race calls and its
+                            # finalists' confirmation (not earlier selections' finalists')
+                            selections[n_real] = (chosen, loop.calls_made + chosen.confirm_calls)
 
             await tell_ready(graphs, keys, reused)
             todo = {}
