@@ -39,6 +39,10 @@ FINAL_SAMPLES = 4000
 FINAL_TOP = 12
 LOCAL_ROUNDS = 6
 LOCAL_PARENTS = 10
+CACHE_FORMAT = 1
+"""Version of a cached reference's file layout (`cached_reference_optimum`)."""
+_SIM_MODULES = ("client", "draws", "kernel", "latent", "presets", "reference",
+                "simulate_reference", "task", "truth")
 
 
 @dataclass(frozen=True)
@@ -172,12 +176,6 @@ def reference_optimum(preset: SimPreset, budget: str | float, *,
     return Reference(top[i][1], float(means[i]), float(errs[i]), len(scores), single)
 
 
-CACHE_FORMAT = 1
-"""Version of a cached reference's file layout (`cached_reference_optimum`)."""
-_SIM_MODULES = ("client", "draws", "kernel", "latent", "presets", "reference",
-                "simulate_reference", "task", "truth")
-
-
 def reference_key(preset: SimPreset, budget_flops: float, template: tuple[int, int]) -> str:
     """The cache key of a reference: a hash of everything that decides it.
 
@@ -228,13 +226,17 @@ def cached_reference_optimum(preset: SimPreset, budget_flops: float, *,
     ref = reference_optimum(preset, budget_flops, template=template)
     record = {"graph": ref.graph.to_dict(), "accuracy": ref.accuracy, "stderr": ref.stderr,
               "n_scored": ref.n_scored, "best_single": ref.best_single}
+    tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # written whole, then renamed: a reader never sees half a file
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
                                          delete=False) as tmp:
+            tmp_name = tmp.name
             json.dump(record, tmp)
-        os.replace(tmp.name, path)
+        os.replace(tmp_name, path)
     except OSError as exc:
         log.warning("reference cache %s not written (%s)", path, exc)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
     return ref
