@@ -146,6 +146,17 @@ def test_known_members_race_with_their_results_and_are_not_run_again():
     assert bad.n_questions == 40 and close.n_questions == 100
 
 
+def test_a_known_leader_told_on_other_questions_is_raced_against_as_it_is():
+    # a graph told through the ask/tell API on questions of its own choosing (not the first
+    # ones), leading on them: the others race against what is known of it
+    ev = _Scripted({"told": BEST, "close": CLOSE, "bad": HOPELESS})
+    told = _result([BEST[q] for q in range(45, 85)], list(range(45, 85)))
+    _, (bad, close, lead) = _opening_race(ev, ["bad", "close", "told"], [None, None, told])
+    assert lead == told and all(g != "told" for g, _ in ev.asked)
+    # the opening shares no question with it, and the last stage is not tested: no one is cut
+    assert close.n_questions == bad.n_questions == 100
+
+
 def test_a_member_whose_opening_fails_raises_and_the_rest_race_on():
     class Failing(_Scripted):
         async def evaluate(self, graph, questions=None):

@@ -371,8 +371,9 @@ class OpeningRace:
     runs every race question, and the others then race against it as later candidates race
     against the incumbent: a member far behind stops at the opening instead of running every
     race question (docs/method.md, "Evaluation and selection"). Members known already (told
-    before a run was interrupted) take part with their results, so a resumed batch picks the
-    same leader and races as the uninterrupted one did.
+    before a run was interrupted) take part with their results and are not run again, so a
+    resumed batch picks the same leader and races as the uninterrupted one did; a known leader
+    is raced against as it is known (a graph told through ask/tell may cover other questions).
     """
 
     def __init__(self, race: Race, evaluator: SubsetEvaluator,
@@ -393,12 +394,18 @@ class OpeningRace:
         openings = await self._opening_results()
         if isinstance(openings[member], BaseException):
             raise openings[member]
+        if self._known[member] is not None:  # not run again
+            return self._known[member]
         ran = [i for i, r in enumerate(openings) if not isinstance(r, BaseException)]
         leader = max(ran, key=lambda i: (self._opening_accuracy(openings[i]), -i))
-        if self._leader_run is None:
-            self._leader_run = asyncio.ensure_future(self._race.evaluate(
-                self._evaluator, self._graphs[leader], None, start=openings[leader]))
-        lead = await self._leader_run
+        known = self._known[leader]
+        if known is not None:  # what is known of the leader is all it races with
+            lead = known
+        else:
+            if self._leader_run is None:
+                self._leader_run = asyncio.ensure_future(self._race.evaluate(
+                    self._evaluator, self._graphs[leader], None, start=openings[leader]))
+            lead = await self._leader_run
         if member == leader:
             return lead
         return await self._race.evaluate(self._evaluator, self._graphs[member], lead,
@@ -419,5 +426,8 @@ class OpeningRace:
         return await self._evaluator.evaluate(self._graphs[member], list(range(self.n_opening)))
 
     def _opening_accuracy(self, result: EvalResult) -> float:
+        """Accuracy on the opening questions (a known result told on other questions: its
+        accuracy)."""
         have = outcomes(result)
-        return float(np.mean([have[q] for q in range(self.n_opening) if q in have]))
+        on_opening = [have[q] for q in range(self.n_opening) if q in have]
+        return float(np.mean(on_opening)) if on_opening else result.accuracy
