@@ -236,10 +236,13 @@ class Race:
         self.policy = policy.fitted(n_questions)
         self.entrants: dict[str, Entrant] = {}
         self.incumbent: str | None = None
-        self.calls = 0
-        """LLM calls made by `select` (confirmation runs; race runs are counted by the loop)."""
         self.confirm_calls: dict[str, int] = {}
         """Per confirmed graph (key), the calls its confirmation run made."""
+
+    @property
+    def calls(self) -> int:
+        """LLM calls made by `select` (confirmation runs; race runs are counted by the loop)."""
+        return sum(self.confirm_calls.values())
 
     # ---------------------------------------------------------------- racing
     def full(self, result: EvalResult) -> bool:
@@ -345,7 +348,6 @@ class Race:
                 missing = [q for q in confirm if q not in outcomes(result)]
                 if missing:
                     extra = await evaluator.evaluate(e.graph, missing)
-                    self.calls += extra.calls_made
                     self.confirm_calls[e.key] = (self.confirm_calls.get(e.key, 0)
                                                  + extra.calls_made)
                     result = merge_results([result, extra])

@@ -336,10 +336,9 @@ def _evaluations(graphs: list[CollaborationGraph], keys: list[str], cache: dict[
     missing = [key for key in members if key not in cache]
     if race is None or not no_incumbent or len(members) < 2 or not missing:
         return [(key, evaluate(members[key])) for key in missing]
-    member_keys = list(members)
     opening = race.opening(evaluator, list(members.values()),  # type: ignore[arg-type]
-                           [cache.get(key) for key in member_keys])
-    return [(key, opening.evaluate(member_keys.index(key))) for key in missing]
+                           [cache.get(key) for key in members])
+    return [(key, opening.evaluate(i)) for i, key in enumerate(members) if key not in cache]
 
 
 def _reused_flags(graphs: list[CollaborationGraph], cache: dict[str, Any]) -> list[bool]:

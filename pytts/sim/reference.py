@@ -210,11 +210,10 @@ def cached_reference_optimum(preset: SimPreset, budget_flops: float, *,
     search. A cached file that does not read back as a reference for this pool is searched
     again and overwritten; a cache directory that cannot be written is skipped (the reference
     is still returned)."""
-    names = SimulatedPool(preset).pool.names
     path = Path(cache_dir) / f"{reference_key(preset, budget_flops, template)}.json"
     try:
         data = json.loads(path.read_text())
-        graph = CollaborationGraph.from_dict(data["graph"], names)
+        graph = CollaborationGraph.from_dict(data["graph"], preset.model_names)
         if graph.template != tuple(template):
             raise ValueError(f"its graph is on template {graph.template}, not {template}")
         return Reference(graph, float(data["accuracy"]), float(data["stderr"]),
