@@ -6,7 +6,8 @@ worlds (wide priors, nobody tuned for them): a fixed set (seeds 0..``--landscape
 set drawn at run time (``--drawn`` seeds from the clock, reported separately), each at its two
 budgets. Every searcher runs ``--seeds`` times per landscape and budget through `run_search`
 with racing (`RacingPolicy.for_questions(250)`: 25, 50, 100, 200 race questions, 50
-confirmation questions, as the CLI races a dev set of that size) on the simulator's
+confirmation questions and 3 fresh samples for the finalists, as the CLI races a dev set of
+that size) on the simulator's
 latent-code kernel (`LatentEvaluator`, one sample per question, keyed by the run's seed: all
 searchers of one seed see the same dev noise; calls a run made before are served, as by the
 product's bank). After 8, 16, 32 and 64 evaluations the
@@ -502,7 +503,8 @@ def write_report(out: Path, runs: list[dict[str, Any]],
     policy = RacingPolicy.for_questions(DEV_QUESTIONS)
     report = ["# Search efficiency on generated landscapes", "",
               f"{args.seeds} seeds, {args.evals} evaluations, racing "
-              f"{policy.stages} + {policy.confirm} confirmation questions "
+              f"{policy.stages} + {policy.confirm} confirmation questions, top {policy.top} "
+              f"finalists with {policy.resamples} fresh samples of the dev questions "
               "(racing off: every candidate on all race questions), batch 4. Accuracy: "
               "expected accuracy on the test split of the graph the search returns; regret in "
               "points to the reference optimum; calls: LLM calls (race and selection runs) "

@@ -95,7 +95,7 @@ class SimEnvironment(Environment):
     budgets come from the preset, and the client is the simulation itself (no server)."""
 
     presets: ClassVar[dict[str, Any]] = {"pool": "sim:math-like", "task": "sim",
-                                         "budget": "high", "n_questions": 100}
+                                         "budget": "high", "n_questions": 250}
     """``--demo``: the preset's high budget, where the best graph is a multi-node strategy that
     beats every single-model graph, so the search has something to find."""
 

@@ -30,6 +30,8 @@ class EvalResult:
     real usage; ``calls_made``/``calls_served`` split the calls between servers and the bank.
     ``question_ids`` are the indices (into the evaluator's question list) of the questions
     ``correct`` and ``answers`` refer to, in that order; None means all of them, in order.
+    ``samples`` are the sample numbers of those runs (None: sample 0 for all, as every run but
+    a selection's fresh samples is; see `pytts.search.racing.Run`).
     """
 
     accuracy: float
@@ -48,6 +50,7 @@ class EvalResult:
     wall_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     question_ids: list[int] | None = None
+    samples: list[int] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,10 +115,10 @@ class Evaluator:
     def task(self):
         return self.executor.task
 
-    async def evaluate(self, graph: CollaborationGraph,
-                       questions: Sequence[int] | None = None) -> EvalResult:
-        """Run ``graph`` on every question, or on the questions at indices ``questions``;
-        LLMError if every question failed.
+    async def evaluate(self, graph: CollaborationGraph, questions: Sequence[int] | None = None,
+                       *, sample: int = 0) -> EvalResult:
+        """Run ``graph`` on every question, or on the questions at indices ``questions``, with
+        sample number ``sample`` (`GraphExecutor.run`); LLMError if every question failed.
 
         A dead endpoint stops the evaluation early rather than failing question after question:
         `ServerExitedError` (its server process is gone) propagates at once, and
@@ -135,7 +138,7 @@ class Evaluator:
 
         async def one(question: Question) -> tuple[ExecutionResult, bool]:
             async with limit:
-                run = await self.executor.run(graph, question)
+                run = await self.executor.run(graph, question, sample=sample)
             ok = False
             if not run.failed:
                 ok = (await asyncio.to_thread(self.task.check, question, run.answer)
@@ -164,7 +167,8 @@ class Evaluator:
             calls_served=sum(r.calls_served for r, _ in runs),
             n_failed=len(failed), wall_s=time.perf_counter() - start,
             errors=sorted({r.error for r in failed if r.error})[:5],
-            question_ids=None if questions is None else ids)
+            question_ids=ids if questions is not None else list(range(n)) if sample else None,
+            samples=[sample] * n if sample else None)
 
     async def _stop_on_outage(self, tasks: list[asyncio.Future]) -> None:
         """Wait for every question; raise as soon as one endpoint is known to be down."""

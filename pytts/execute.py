@@ -92,14 +92,17 @@ def call_key(model: str, messages: list) -> str:
     return json.dumps([model, messages], sort_keys=True)
 
 
-def node_seed(base_seed: int, key: str, occurrence: int) -> int:
-    """Seed of a call: equal for equal (model, prompt, occurrence) in any graph.
+def node_seed(base_seed: int, key: str, occurrence: int, sample: int = 0) -> int:
+    """Seed of a call: equal for equal (model, prompt, occurrence, sample) in any graph.
 
     ``key`` is the call's `call_key`; ``occurrence`` numbers the nodes of one graph that make
     the same call, so a graph's parallel samples differ while two graphs that make the same k-th
-    call share its answer (common random numbers across candidates).
+    call share its answer (common random numbers across candidates). ``sample`` numbers runs of
+    the same question: sample 1, 2, ... draw afresh (sample 0 keeps the seeds it always had).
     """
-    digest = hashlib.blake2b(f"{base_seed}|{occurrence}|{key}".encode(), digest_size=4).digest()
+    tag = f"{base_seed}|{occurrence}|{key}" if not sample else \
+        f"{base_seed}|{occurrence}|s{sample}|{key}"
+    digest = hashlib.blake2b(tag.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
@@ -119,8 +122,10 @@ class GraphExecutor:
     def __post_init__(self) -> None:
         self._params = np.array([m.params_b for m in self.pool])
 
-    async def run(self, graph: CollaborationGraph, question: Question) -> ExecutionResult:
+    async def run(self, graph: CollaborationGraph, question: Question, *,
+                  sample: int = 0) -> ExecutionResult:
         """Execute ``graph`` on ``question``; a failed call is recorded (see `error`), not raised.
+        ``sample`` numbers runs of the same question (`node_seed`).
 
         Except `ServerExitedError`: the server process behind an endpoint is gone, so no later
         call to it can succeed and the run stops there.
@@ -146,7 +151,7 @@ class GraphExecutor:
                 if preds and not inputs:
                     result.skipped = True
                     raise LLMError("every predecessor failed", model=result.model)
-                completion = await self._call(result, inputs, question, occurrences)
+                completion = await self._call(result, inputs, question, occurrences, sample)
                 result.text = completion.text
                 result.prompt_tokens = completion.prompt_tokens
                 result.completion_tokens = completion.completion_tokens
@@ -171,7 +176,7 @@ class GraphExecutor:
         return self._summarise(graph, nodes, time.perf_counter() - start)
 
     async def _call(self, node: NodeResult, inputs: list[str], question: Question,
-                    occurrences: dict[str, int]) -> Completion:
+                    occurrences: dict[str, int], sample: int) -> Completion:
         spec = self.pool[node.model]
         task_messages = self.task.prompt(question, spec.prompt_style)
         messages = node_messages(task_messages, node.role, inputs)
@@ -181,7 +186,7 @@ class GraphExecutor:
         temperature = spec.temperature if spec.temperature is not None else self.temperature
         call = self.client.complete(node.model, messages, n=1, temperature=temperature,
                                     max_tokens=self.max_tokens,
-                                    seed=node_seed(self.seed, key, occurrence))
+                                    seed=node_seed(self.seed, key, occurrence, sample))
         try:
             completions = await (asyncio.wait_for(call, self.timeout_s) if self.timeout_s
                                  else call)

@@ -468,16 +468,20 @@ def summary_markdown(setup: RunSetup, report: SearchReport, replies: dict | None
     lines.append("")
     if report.best_graph is not None and report.best_result is not None:
         r = report.best_result
+        on = f"{r.n_questions} questions"
+        if r.samples is not None:  # a selection's fresh samples of the same questions
+            on = (f"{r.n_questions} runs ({len(set(r.question_ids or ()))} questions, "
+                  f"{len(set(r.samples))} samples)")
         lines += ["## Returned graph", "",
-                  f"dev accuracy **{r.accuracy:.3f}** on {r.n_questions} questions (95% CI "
+                  f"dev accuracy **{r.accuracy:.3f}** on {on} (95% CI "
                   f"{r.ci_low:.3f}-{r.ci_high:.3f}), {r.mean_flops:.3g} FLOPs and "
                   f"{r.mean_latency_s:.2f} s per query", ""]
         sel = report.selection
         if sel is not None and sel.difference is not None:
             low, high = sel.difference.interval()
-            lines += [f"Chosen among the best raced graphs on confirmation questions: "
-                      f"{100 * sel.difference.mean:+.1f} points over the runner-up on "
-                      f"{sel.difference.n} shared questions (95% CI {100 * low:+.1f} to "
+            lines += [f"Chosen among the best raced graphs on confirmation questions and fresh "
+                      f"samples: {100 * sel.difference.mean:+.1f} points over the runner-up "
+                      f"on {sel.difference.n} shared runs (95% CI {100 * low:+.1f} to "
                       f"{100 * high:+.1f}).", ""]
         lines += ["```", report.best_graph.describe(), "```", ""]
         if setup.sim is not None:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hostile_openai import serving
 
@@ -47,8 +48,11 @@ def test_demo_search_writes_the_whole_run_directory(tmp_path, capsys):
     history = _history(run)
     assert sum(1 for r in history if not r["reused"]) == 8
     best = json.loads((run / "best_graph.json").read_text())
-    # the returned graph was raced to the end and confirmed: it ran on every dev question
-    assert best["result"]["n_questions"] == 100
+    # the returned graph was raced to the end and confirmed: it ran on every dev question,
+    # once as every race does (sample 0) and on the selection's 3 fresh samples
+    result = best["result"]
+    assert result["n_questions"] == 250 * 4 and sorted(set(result["samples"])) == [0, 1, 2, 3]
+    first_sample = [ok for ok, s in zip(result["correct"], result["samples"]) if s == 0]
     assert best["graph"] in [r["graph"] for r in history]
     summary = (run / "summary.md").read_text()
     assert "Returned graph" in summary and "Expected test accuracy" in summary
@@ -63,9 +67,10 @@ def test_demo_search_writes_the_whole_run_directory(tmp_path, capsys):
     # show, eval and compare work on what search wrote
     assert main(["show", str(run / "best_graph.json"), "--png", str(tmp_path / "g.png")]) == 0
     assert (tmp_path / "g.png").stat().st_size > 0
-    assert main(["eval", str(run / "best_graph.json"), "--demo", "--n-questions", "100"]) == 0
+    assert main(["eval", str(run / "best_graph.json"), "--demo"]) == 0
     out = capsys.readouterr().out
-    assert f"accuracy {best['result']['accuracy']:.3f}" in out      # same questions, same seed
+    # same questions, same seed: the runs of sample 0
+    assert f"accuracy {np.mean(first_sample):.3f} " in out and "on 250 questions" in out
     assert main(["compare", str(run), str(run)]) == 0
     assert "agent-reinforce" in capsys.readouterr().out
 

@@ -45,7 +45,7 @@ def test_merge_results_unions_questions_and_sums_calls():
     assert merged.question_ids == [0, 1, 2]
     assert merged.correct == [True, False, True]   # question 1 from the first part
     assert merged.calls_made == 4
-    assert outcomes(merged) == {0: True, 1: False, 2: True}
+    assert outcomes(merged) == {(0, 0): True, (1, 0): False, (2, 0): True}
 
 
 def test_policy_is_validated_and_fitted_to_the_evaluator():
@@ -72,17 +72,24 @@ def test_policy_for_a_dev_set_races_in_doubling_stages_and_confirms_on_the_rest(
 
 
 class _Scripted:
-    """A subset evaluator whose graphs have fixed per-question outcomes (graph -> list)."""
+    """A subset evaluator whose graphs have fixed per-question outcomes: graph -> list (every
+    sample alike) or graph -> {sample: list}. ``asked`` lists (graph, questions) of sample 0
+    and (graph, questions, sample) of the others."""
 
-    def __init__(self, table: dict[str, list[bool]]) -> None:
+    def __init__(self, table: dict[str, list[bool] | dict[int, list[bool]]]) -> None:
         self.table = table
-        self.questions = list(range(len(next(iter(table.values())))))
-        self.asked: list[tuple[str, list[int]]] = []
+        first = next(iter(table.values()))
+        self.questions = list(range(len(first[0] if isinstance(first, dict) else first)))
+        self.asked: list[tuple] = []
 
-    async def evaluate(self, graph, questions=None):
+    async def evaluate(self, graph, questions=None, *, sample=0):
         ids = list(range(len(self.questions))) if questions is None else list(questions)
-        self.asked.append((graph, ids))
-        return _result([self.table[graph][q] for q in ids], ids)
+        self.asked.append((graph, ids) if sample == 0 else (graph, ids, sample))
+        row = self.table[graph]
+        row = row[sample] if isinstance(row, dict) else row
+        result = _result([row[q] for q in ids], ids)
+        result.samples = [sample] * len(ids) if sample else None
+        return result
 
 
 def test_a_hopeless_candidate_stops_after_the_first_stage():
@@ -181,7 +188,7 @@ def test_selection_uses_confirmation_questions_against_the_winners_curse():
     lucky = [True] * 60 + [False] * 40 + [False] * 50
     solid = [True] * 58 + [False] * 42 + [True] * 40 + [False] * 10
     ev = _Scripted({"lucky": lucky, "solid": solid})
-    race = Race(RacingPolicy((100,), confirm=50, top=2), 150)
+    race = Race(RacingPolicy((100,), confirm=50, top=2, resamples=0), 150)
     for name in ("solid", "lucky"):
         race.observe(name, name, asyncio.run(race.evaluate(ev, name, None)))
     assert race.incumbent == "lucky"
@@ -197,7 +204,7 @@ def test_a_selection_counts_its_finalists_confirmation_whenever_it_ran():
         return [True] * race_right + [False] * (100 - race_right) + [True] * 25 + [False] * 25
 
     ev = _Scripted({"a": graph(70), "b": graph(60), "c": graph(65)})
-    race = Race(RacingPolicy((100,), confirm=50, top=2), 150)
+    race = Race(RacingPolicy((100,), confirm=50, top=2, resamples=0), 150)
     for name in ("a", "b"):
         race.observe(name, name, asyncio.run(race.evaluate(ev, name, None)))
     first = asyncio.run(race.select(ev))
@@ -207,6 +214,46 @@ def test_a_selection_counts_its_finalists_confirmation_whenever_it_ran():
     assert race.calls == 150                                 # only c was run now
     # the finalists are a (confirmed before) and c: a run stopped here pays for both, not b
     assert second.confirm_calls == 100
+
+
+def test_selection_runs_fresh_samples_and_keeps_the_best_two_to_the_end():
+    # a leads the race, but on fresh samples of the 150 dev questions b is the better graph;
+    # c falls behind on the first fresh sample and runs no more
+    def runs(race_right: int, confirm_right: int, fresh_right: int) -> dict[int, list[bool]]:
+        first = ([True] * race_right + [False] * (100 - race_right)
+                 + [True] * confirm_right + [False] * (50 - confirm_right))
+        fresh = [True] * fresh_right + [False] * (150 - fresh_right)
+        return {0: first, 1: fresh, 2: fresh, 3: fresh}
+
+    ev = _Scripted({"a": runs(70, 25, 90), "b": runs(68, 25, 100), "c": runs(60, 20, 80)})
+    race = Race(RacingPolicy((100,), confirm=50, top=3, resamples=3), 150)
+    for name in ("c", "b", "a"):
+        race.observe(name, name, asyncio.run(race.evaluate(ev, name, None)))
+    assert race.incumbent == "a"
+    chosen = asyncio.run(race.select(ev))
+    assert chosen.key == "b" and chosen.runner_up == "a"
+    assert chosen.result.n_questions == 600                   # 150 questions x 4 samples
+    assert chosen.result.accuracy == pytest.approx((68 + 25 + 3 * 100) / 600)
+    assert chosen.difference.n == 600
+    assert chosen.difference.mean == pytest.approx((3 * 100 - 3 * 90 + 68 - 70) / 600)
+    dev = list(range(150))
+    fresh = [a for a in ev.asked if len(a) == 3]
+    assert sorted(fresh) == sorted([(g, dev, 1) for g in "abc"]
+                                   + [(g, dev, s) for g in "ab" for s in (2, 3)])
+    assert race.calls == chosen.confirm_calls == 3 * 50 + 3 * 150 + 2 * 2 * 150
+    # a second selection makes no run again
+    asked = len(ev.asked)
+    assert asyncio.run(race.select(ev)).key == "b" and len(ev.asked) == asked
+
+
+def test_a_policy_saved_before_resamples_existed_makes_none():
+    policy = RacingPolicy((25, 50), confirm=10, top=2, resamples=2)
+    assert RacingPolicy.from_dict(policy.to_dict()) == policy
+    old = {k: v for k, v in policy.to_dict().items() if k != "resamples"}
+    assert RacingPolicy.from_dict(old).resamples == 0
+    assert policy.fitted(40).resamples == 2
+    with pytest.raises(ConfigError):
+        RacingPolicy(resamples=-1)
 
 
 def _sim_setup(seed: int = 0):
@@ -271,7 +318,7 @@ def test_a_first_batch_stopped_after_its_opening_continues_identically(tmp_path)
     # the first batch is the three pilots: one leads at the opening (30 questions), one is
     # out there and one races the leader to the end
     first = straight.history[:3]
-    opening = [np.mean([outcomes(r.result)[q] for q in range(30)]) for r in first]
+    opening = [np.mean([outcomes(r.result)[q, 0] for q in range(30)]) for r in first]
     leader = int(np.argmax(opening))
     survivors = [r for i, r in enumerate(first) if i != leader and r.result.n_questions == 60]
     assert survivors and any(r.result.n_questions == 30 for r in first)
@@ -282,10 +329,10 @@ def test_a_first_batch_stopped_after_its_opening_continues_identically(tmp_path)
 
         questions = evaluator.questions
 
-        async def evaluate(self, graph, questions=None):
+        async def evaluate(self, graph, questions=None, *, sample=0):
             if graph.canonical_key() == target and questions and questions[0] == 30:
                 raise RuntimeError("server down")
-            return await evaluator.evaluate(graph, questions)
+            return await evaluator.evaluate(graph, questions, sample=sample)
 
     ckpt = tmp_path / "run"
     with pytest.raises(RuntimeError, match="server down"):

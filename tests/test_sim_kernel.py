@@ -248,6 +248,38 @@ def test_latent_evaluator_subsets_draw_as_the_full_evaluation_does(sim):
         evaluator.evaluate_on(graph, samples=[])
 
 
+def test_a_fresh_sample_draws_again_on_both_paths(sim):
+    # a selection's fresh samples: sample 1 of a question is a new, repeatable draw, marked in
+    # the result, on the kernel and on the text path alike
+    names = sim.pool.names
+    graph = CollaborationGraph.layered([[0, 3, 4], [2]], names)
+    task = sim.task(60)
+    for make in (lambda: LatentEvaluator(sim, task.questions, seed=3),
+                 lambda: Evaluator(GraphExecutor(sim, sim.pool, task, seed=3))):
+        evaluator = make()
+        first = asyncio.run(evaluator.evaluate(graph))
+        fresh = asyncio.run(evaluator.evaluate(graph, sample=1))
+        assert first.samples is None and fresh.samples == [1] * 60
+        assert fresh.question_ids == list(range(60))
+        assert fresh.answers != first.answers
+        again = asyncio.run(make().evaluate(graph, [4, 7], sample=1))
+        assert again.correct == [fresh.correct[4], fresh.correct[7]]
+        assert again.answers == [fresh.answers[4], fresh.answers[7]]
+        assert again.question_ids == [4, 7] and again.samples == [1, 1]
+    with pytest.raises(ValueError, match="sample must be"):
+        asyncio.run(LatentEvaluator(sim, task.questions).evaluate(graph, sample=-1))
+
+
+def test_sample_zero_keeps_the_call_seeds_banks_were_filled_with():
+    import hashlib
+
+    from pytts.execute import node_seed
+    digest = hashlib.blake2b(b"7|0|key", digest_size=4).digest()
+    assert node_seed(7, "key", 0) == node_seed(7, "key", 0, 0) == \
+        int.from_bytes(digest, "little") & 0x7FFFFFFF
+    assert len({node_seed(7, "key", 0, s) for s in range(4)}) == 4
+
+
 def test_latent_evaluator_answers_are_those_of_the_runs(sim):
     names = sim.pool.names
     task = sim.task(40)

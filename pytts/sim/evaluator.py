@@ -66,14 +66,25 @@ class LatentEvaluator:
         costs = self.cost.table.model_costs  # columns: pytts.constants.COST_COLUMNS
         self._per_token, self._out, self._prefill, self._decode_tps, self._overhead = costs.T
 
-    async def evaluate(self, graph: CollaborationGraph,
-                       questions: Sequence[int] | None = None) -> EvalResult:
+    async def evaluate(self, graph: CollaborationGraph, questions: Sequence[int] | None = None,
+                       *, sample: int = 0) -> EvalResult:
         """Score ``graph`` on every question (or those at indices ``questions``, recorded as
-        the result's ``question_ids``) with the evaluator's samples."""
+        the result's ``question_ids``) with the evaluator's samples; ``sample`` > 0 runs them
+        afresh, as the ``sample``-th repetition of the evaluator's sample numbers (recorded as
+        the result's ``samples``)."""
+        if sample < 0:
+            raise ValueError(f"sample must be >= 0, got {sample}")
         await asyncio.sleep(0)  # a coroutine like the text path's, though it never waits
-        result = self.evaluate_on(graph, questions)
-        if questions is not None:
-            result.question_ids = [int(q) for q in questions for _ in self.samples]
+        # repetition k of samples (s0, s1, ...) is (s + k * span) for each s: never a number
+        # an earlier repetition used
+        span = max(self.samples) + 1
+        numbers = [s + sample * span for s in self.samples]
+        result = self.evaluate_on(graph, questions, numbers)
+        if questions is not None or sample:
+            ids = range(len(self.questions)) if questions is None else questions
+            result.question_ids = [int(q) for q in ids for _ in numbers]
+        if sample:
+            result.samples = [sample] * result.n_questions
         return result
 
     def evaluate_sync(self, graph: CollaborationGraph) -> EvalResult:
