@@ -31,7 +31,7 @@ class EvalResult:
     ``question_ids`` are the indices (into the evaluator's question list) of the questions
     ``correct`` and ``answers`` refer to, in that order; None means all of them, in order.
     ``samples`` are the sample numbers of those runs (None: sample 0 for all, as every run but
-    a selection's fresh samples is; see `pytts.search.racing.Run`).
+    a selection's fresh samples is; see `pytts.search.racing.run_key`).
     """
 
     accuracy: float

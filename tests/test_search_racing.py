@@ -45,7 +45,7 @@ def test_merge_results_unions_questions_and_sums_calls():
     assert merged.question_ids == [0, 1, 2]
     assert merged.correct == [True, False, True]   # question 1 from the first part
     assert merged.calls_made == 4
-    assert outcomes(merged) == {(0, 0): True, (1, 0): False, (2, 0): True}
+    assert outcomes(merged) == {0: True, 1: False, 2: True}
 
 
 def test_policy_is_validated_and_fitted_to_the_evaluator():
@@ -318,7 +318,7 @@ def test_a_first_batch_stopped_after_its_opening_continues_identically(tmp_path)
     # the first batch is the three pilots: one leads at the opening (30 questions), one is
     # out there and one races the leader to the end
     first = straight.history[:3]
-    opening = [np.mean([outcomes(r.result)[q, 0] for q in range(30)]) for r in first]
+    opening = [np.mean([outcomes(r.result)[q] for q in range(30)]) for r in first]
     leader = int(np.argmax(opening))
     survivors = [r for i, r in enumerate(first) if i != leader and r.result.n_questions == 60]
     assert survivors and any(r.result.n_questions == 30 for r in first)

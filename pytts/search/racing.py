@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,16 +46,18 @@ DEFAULT_TOP = 5
 """Finalists of a selection: the best fully raced graphs by their race accuracy."""
 DEFAULT_RESAMPLES = 3
 """Fresh samples of every dev question for the best finalists (`Race.select`). A finalist's
-race estimate is mostly sampling noise: on the benchmark, choosing among the fully raced graphs
-by their accuracy over ten samples of the same 250 questions left a median regret of 0.3 points
-against 1.0 for one sample, so more samples, not only more questions, tell finalists apart
-(docs/method.md, "Evaluation and selection")."""
+race estimate is mostly the noise of its calls: on the benchmark, choosing among the fully
+raced graphs by their accuracy over ten samples of the same 250 questions left a median regret
+of 0.3 points, against 0.85 by their accuracy on those questions once, so fresh samples, not
+only more questions, tell finalists apart (docs/method.md, "Evaluation and selection")."""
 RESAMPLE_KEEP = 2
 """Finalists that go on after the first fresh sample: the best two of all of them by then."""
 
-Run = tuple[int, int]
-"""One run of a graph on the dev set: (question index, sample number). Sample 0 is the one
-every race uses; a resample runs the same question again with fresh draws."""
+SAMPLE_STRIDE = 1 << 32
+"""A run of a graph on the dev set is keyed by ``question + sample * SAMPLE_STRIDE`` (`run_key`):
+sample 0, the one every race uses, is keyed by the question index itself, and a fresh sample
+runs the same question again with new draws. Plain integer keys keep the bookkeeping of races,
+which runs at every tell, as cheap as it was with questions alone."""
 
 
 class SubsetEvaluator(Protocol):
@@ -106,36 +109,43 @@ def paired_difference(a: Sequence[bool] | np.ndarray,
     return PairedDifference(float(x.mean()), stderr, n)
 
 
-def runs(result: EvalResult) -> list[Run]:
-    """The (question, sample) of each of ``result``'s runs, in its order."""
+def run_key(question: int, sample: int = 0) -> int:
+    """The key of the run of ``question`` on ``sample`` (see `SAMPLE_STRIDE`)."""
+    return question + sample * SAMPLE_STRIDE
+
+
+def run_keys(result: EvalResult) -> Sequence[int]:
+    """The key of each of ``result``'s runs, in its order."""
     ids = result.question_ids if result.question_ids is not None else range(len(result.correct))
-    samples = result.samples if result.samples is not None else [0] * len(result.correct)
-    return [(int(q), int(s)) for q, s in zip(ids, samples)]
+    if result.samples is None:
+        return ids
+    return [q + s * SAMPLE_STRIDE for q, s in zip(ids, result.samples)]
 
 
-def outcomes(result: EvalResult) -> dict[Run, bool]:
-    """(question, sample) -> correct, for every run ``result`` covers."""
-    return dict(zip(runs(result), result.correct))
+def outcomes(result: EvalResult) -> dict[int, bool]:
+    """Run key (`run_key`; the question index for sample 0) -> correct, for every run
+    ``result`` covers."""
+    return dict(zip(run_keys(result), result.correct))
 
 
 def merge_results(parts: Sequence[EvalResult]) -> EvalResult:
-    """One result over the union of the parts' runs (each (question, sample) counted once, from
-    the first part that has it; sample 0 first, then by question); costs are run-weighted means,
-    calls are summed."""
+    """One result over the union of the parts' runs (each run counted once, from the first part
+    that has it; in run-key order: sample 0 first, each sample by question); costs are
+    run-weighted means, calls are summed."""
     if not parts:
         raise ValueError("nothing to merge")
-    seen: dict[Run, tuple[bool, str | None]] = {}
+    seen: dict[int, tuple[bool, str | None]] = {}
     for part in parts:
-        for run, ok, answer in zip(runs(part), part.correct, part.answers):
-            seen.setdefault(run, (bool(ok), answer))
-    order = sorted(seen, key=lambda run: (run[1], run[0]))
+        for key, ok, answer in zip(run_keys(part), part.correct, part.answers):
+            seen.setdefault(int(key), (bool(ok), answer))
+    order = sorted(seen)
     weights = np.array([p.n_questions for p in parts], dtype=np.float64)
     total = weights.sum() or 1.0
-    resampled = any(sample for _, sample in order)
+    resampled = bool(order) and order[-1] >= SAMPLE_STRIDE
     return EvalResult.from_scores(
-        [seen[r][0] for r in order], answers=[seen[r][1] for r in order],
-        question_ids=[q for q, _ in order],
-        samples=[sample for _, sample in order] if resampled else None,
+        [seen[k][0] for k in order], answers=[seen[k][1] for k in order],
+        question_ids=[k % SAMPLE_STRIDE for k in order] if resampled else order,
+        samples=[k // SAMPLE_STRIDE for k in order] if resampled else None,
         mean_flops=float(sum(w * p.mean_flops for w, p in zip(weights, parts)) / total),
         mean_latency_s=float(sum(w * p.mean_latency_s for w, p in zip(weights, parts)) / total),
         prompt_tokens=sum(p.prompt_tokens for p in parts),
@@ -222,7 +232,7 @@ class RacingPolicy:
 def _prefix_length(result: EvalResult) -> int:
     """How many questions ``result`` covers on sample 0, checking that they are the first ones
     (0, 1, ...), as a raced result's are."""
-    ids = sorted(q for q, sample in runs(result) if sample == 0)
+    ids = sorted(k for k in run_keys(result) if k < SAMPLE_STRIDE)
     if ids != list(range(len(ids))):
         raise ValueError("a race continues only from a result on the first questions")
     return len(ids)
@@ -235,6 +245,11 @@ class Entrant:
     key: str
     graph: CollaborationGraph
     result: EvalResult
+
+    @functools.cached_property
+    def by_run(self) -> dict[int, bool]:
+        """`outcomes` of its result, made once (every selection reads every entrant's)."""
+        return outcomes(self.result)
 
 
 @dataclass(frozen=True)
@@ -277,10 +292,10 @@ class Race:
         return sum(self.confirm_calls.values())
 
     # ---------------------------------------------------------------- racing
-    def full(self, result: EvalResult) -> bool:
+    def full(self, result: EvalResult | Entrant) -> bool:
         """Whether ``result`` covers every race question (on sample 0)."""
-        have = outcomes(result)
-        return all((q, 0) in have for q in range(self.policy.n_race))
+        have = result.by_run if isinstance(result, Entrant) else outcomes(result)
+        return all(q in have for q in range(self.policy.n_race))
 
     async def evaluate(self, evaluator: SubsetEvaluator, graph: CollaborationGraph,
                        against: EvalResult | None, *,
@@ -337,7 +352,7 @@ class Race:
         known = self.entrants.get(key)
         merged = result if known is None else merge_results([known.result, result])
         self.entrants[key] = Entrant(key, graph, merged)
-        if not self.full(merged):
+        if not self.full(self.entrants[key]):
             return
         if self.incumbent is None or self.incumbent == key:
             self.incumbent = key
@@ -352,14 +367,14 @@ class Race:
 
     def race_mean(self, entrant: Entrant) -> float:
         """Accuracy of ``entrant`` on the race questions it ran on (sample 0)."""
-        have = outcomes(entrant.result)
-        ids = [(q, 0) for q in range(self.policy.n_race) if (q, 0) in have]
-        return float(np.mean([have[r] for r in ids])) if ids else 0.0
+        have = entrant.by_run
+        ids = [q for q in range(self.policy.n_race) if q in have]
+        return float(np.mean([have[q] for q in ids])) if ids else 0.0
 
     # ---------------------------------------------------------------- selection
     def finalists(self) -> list[Entrant]:
         """The ``top`` fully raced graphs by race accuracy (the incumbent always among them)."""
-        full = [e for e in self.entrants.values() if self.full(e.result)]
+        full = [e for e in self.entrants.values() if self.full(e)]
         full.sort(key=lambda e: -self.race_mean(e))
         top = full[: self.policy.top]
         if self.incumbent is not None and all(e.key != self.incumbent for e in top):
@@ -404,8 +419,8 @@ class Race:
         """Run ``entrant`` on the ``questions`` it has not run on ``sample`` yet; count the
         calls as its confirmation's."""
         known = self.entrants[entrant.key]
-        have = outcomes(known.result)
-        missing = [q for q in questions if (q, sample) not in have]
+        have = known.by_run
+        missing = [q for q in questions if run_key(q, sample) not in have]
         if not missing:
             return
         extra = await (evaluator.evaluate(known.graph, missing, sample=sample) if sample
@@ -482,5 +497,5 @@ class OpeningRace:
         """Accuracy on the opening questions (a known result told on other questions: its
         accuracy)."""
         have = outcomes(result)
-        on_opening = [have[q, 0] for q in range(self.n_opening) if (q, 0) in have]
+        on_opening = [have[q] for q in range(self.n_opening) if q in have]
         return float(np.mean(on_opening)) if on_opening else result.accuracy
