@@ -292,10 +292,9 @@ class Race:
         return sum(self.confirm_calls.values())
 
     # ---------------------------------------------------------------- racing
-    def full(self, result: EvalResult | Entrant) -> bool:
-        """Whether ``result`` covers every race question (on sample 0)."""
-        have = result.by_run if isinstance(result, Entrant) else outcomes(result)
-        return all(q in have for q in range(self.policy.n_race))
+    def full(self, entrant: Entrant) -> bool:
+        """Whether ``entrant`` has run every race question (on sample 0)."""
+        return all(q in entrant.by_run for q in range(self.policy.n_race))
 
     async def evaluate(self, evaluator: SubsetEvaluator, graph: CollaborationGraph,
                        against: EvalResult | None, *,
