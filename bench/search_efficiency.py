@@ -19,7 +19,8 @@ returned graph and median regret to the optimum at each checkpoint, LLM calls sp
 paired win-rates against every other searcher, the gain over the searcher's best pilot where the
 best pilot is far from the optimum, and the calls needed to come within 2 points of the optimum.
 Agent-REINFORCE's ablations and racing-off rows are in the same table. The wall time of the
-whole benchmark is printed and written.
+whole benchmark is printed and written. ``--noise-floor`` adds Agent-REINFORCE on seeds the grid
+did not use, to tell its real per-landscape losses from those 5 seeds' luck alone makes.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ MAIN = ("agent-reinforce", "random", "tpe", "reinforce", "llm-optimizer (offline
 
 LLM_AGENT_ROW = "agent-reinforce (LLM agent)"
 """The row of Agent-REINFORCE with an LLM as its agent (``--llm-agent``), run apart."""
+NOISE_ROW = "agent-reinforce (other seeds)"
+"""Agent-REINFORCE again on seeds the grid did not use (``--noise-floor``): how often the
+same searcher falls more than 1 point below a rival's median by the luck of 5 seeds alone."""
+NOISE_RUNS = "search_efficiency_noise_floor.jsonl"
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,28 @@ def _median(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
 
+def landscape_margins(runs: list[dict[str, Any]], name: str, others: list[str]
+                      ) -> list[tuple[float, int, str, int]]:
+    """Per landscape, budget and checkpoint, ``name``'s median returned accuracy over seeds
+    less the best median of ``others`` there: ``(margin, landscape, budget, checkpoint)``."""
+    medians: dict[tuple[int, str, int], dict[str, list[float]]] = {}
+    for r in runs:
+        s = r["spec"]
+        if s["searcher"] != name and s["searcher"] not in others:
+            continue
+        for k in CHECKPOINTS:
+            got = r["returned"].get(str(k), r["returned"].get(k))
+            if got is not None:
+                medians.setdefault((s["landscape"], s["budget"], k), {}).setdefault(
+                    s["searcher"], []).append(got[0])
+    out = []
+    for (land, budget, k), by in medians.items():
+        rivals = [_median(xs) for n, xs in by.items() if n != name]
+        if name in by and rivals:
+            out.append((_median(by[name]) - max(rivals), land, budget, k))
+    return out
+
+
 def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, Any]],
               names: list[str]) -> tuple[str, dict[str, Any]]:
     """The markdown table(s) and the figures behind them."""
@@ -331,19 +358,8 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
         figures["win_rate"][other] = rates
         wins.append(f"| {other} | " + " | ".join(f"{x:.0%}" for x in rates) + " |")
     # worst landscape margin against the best baseline
-    margins = []
-    for land, budget in {(k[0], k[1]) for k in cells}:
-        for k in CHECKPOINTS:
-            med = {}
-            for name in MAIN:
-                xs = [by[name]["returned"].get(str(k), by[name]["returned"].get(k))[0]
-                      for key, by in cells.items() if key[:2] == (land, budget) and name in by
-                      and by[name]["returned"].get(str(k), by[name]["returned"].get(k))]
-                if xs:
-                    med[name] = _median(xs)
-            if "agent-reinforce" in med and len(med) > 1:
-                best_other = max(v for n, v in med.items() if n != "agent-reinforce")
-                margins.append((med["agent-reinforce"] - best_other, land, budget, k))
+    margins = landscape_margins(runs, "agent-reinforce", [n for n in MAIN
+                                                         if n != "agent-reinforce"])
     worst = min(margins) if margins else None
     figures["worst_margin"] = worst
     below = sorted(m for m in margins if m[0] < -0.01)
@@ -413,6 +429,11 @@ def main(argv: list[str] | None = None) -> None:
                          "run at a time; with --report-only, only these runs are made")
     ap.add_argument("--llm-agent-model", default="smollm2-135m-instruct")
     ap.add_argument("--llm-agent-landscapes", type=int, default=4)
+    ap.add_argument("--noise-floor", action="store_true",
+                    help="also run agent-reinforce on the fixed landscapes with seeds the grid "
+                         "did not use, and report how often it is more than 1 point below "
+                         "itself and the baselines by chance; with --report-only, only these "
+                         "runs are made")
     args = ap.parse_args(argv)
     if args.quick:
         args.landscapes, args.drawn, args.seeds, args.evals = 4, 2, 2, 32
@@ -438,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
         names = [n for n in names if any(r["spec"]["searcher"] == n for r in runs)]
         if args.llm_agent:
             run_llm_agent(out, args)
+        if args.noise_floor:
+            run_noise_floor(out, args, sets["fixed"])
         write_report(out, runs, refs, names, sets, args, wall)
         return
     start = time.time()
@@ -463,6 +486,8 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.time() - start
     if args.llm_agent:
         run_llm_agent(out, args)
+    if args.noise_floor:
+        run_noise_floor(out, args, fixed)
     write_report(out, runs, refs, names, sets, args, wall)
 
 
@@ -478,6 +503,52 @@ def run_llm_agent(out: Path, args: argparse.Namespace) -> None:
                                       args.llm_agent_model))
                 log.write(json.dumps(run, default=str) + "\n")
                 log.flush()
+
+
+def run_noise_floor(out: Path, args: argparse.Namespace, landscapes: list[int]) -> None:
+    """Agent-REINFORCE on ``landscapes`` with seeds ``seeds .. 2 seeds - 1`` (the grid used
+    ``0 .. seeds - 1``), saved to `NOISE_RUNS` under `NOISE_ROW`."""
+    specs = [RunSpec(land, budget, "agent-reinforce", seed, args.evals)
+             for land in landscapes for budget in ("low", "high")
+             for seed in range(args.seeds, 2 * args.seeds)]
+    with ProcessPoolExecutor(args.workers) as pool, open(out / NOISE_RUNS, "w") as log:
+        for run in pool.map(run_one, specs, chunksize=2):
+            run["spec"]["searcher"] = NOISE_ROW
+            log.write(json.dumps(run, default=str) + "\n")
+            log.flush()
+
+
+def noise_floor_section(out: Path, runs: list[dict[str, Any]]) -> list[str]:
+    """How many landscape-budget-checkpoint cells Agent-REINFORCE on other seeds is more than
+    1 point below the grid's Agent-REINFORCE and below the best main baseline, next to the
+    grid's own count: the part of the per-landscape criterion that 5 seeds' luck alone fails."""
+    path = out / NOISE_RUNS
+    if not path.exists():
+        return []
+    copy = [json.loads(line) for line in path.read_text().splitlines() if line]
+    lands = {r["spec"]["landscape"] for r in copy}
+    grid = [r for r in runs if r["spec"]["landscape"] in lands]
+    baselines = [n for n in MAIN if n != "agent-reinforce"]
+
+    def below(name: str, others: list[str]) -> list[tuple[float, int, str, int]]:
+        margins = landscape_margins(grid + copy, name, others)
+        return sorted(m for m in margins if m[0] < -0.01)
+
+    self_below = below(NOISE_ROW, ["agent-reinforce"])
+    copy_below, grid_below = below(NOISE_ROW, baselines), below("agent-reinforce", baselines)
+    both = sorted({m[1:] for m in copy_below} & {m[1:] for m in grid_below})
+    n_cells = len(landscape_margins(grid + copy, NOISE_ROW, ["agent-reinforce"]))
+    seeds = sorted({r["spec"]["seed"] for r in copy})
+    return [f"## Noise floor of the per-landscape margin ({len(copy)} runs)", "",
+            f"Agent-REINFORCE again on the fixed landscapes with seeds {seeds[0]}-{seeds[-1]} "
+            f"(the grid's are 0-{seeds[0] - 1}), same code. Its median is more than 1 point "
+            f"below the grid's Agent-REINFORCE in {len(self_below)} of {n_cells} "
+            f"landscape-budget-checkpoint cells: that many cells a searcher identical to a "
+            f"rival loses by the luck of {len(seeds)} seeds. Against the best main baseline it "
+            f"is more than 1 point below in {len(copy_below)} cells (the grid's seeds: "
+            f"{len(grid_below)}); below with both sets of seeds in {len(both)}"
+            + (": " + ", ".join(f"gen-{l} {b} @{k}" for l, b, k in both) if both else "")
+            + ".", ""]
 
 
 def llm_agent_section(out: Path, runs: list[dict[str, Any]],
@@ -545,6 +616,7 @@ def write_report(out: Path, runs: list[dict[str, Any]],
                    table, ""]
         dump[set_name] = figures
     report += llm_agent_section(out, runs, refs)
+    report += noise_floor_section(out, runs)
     cpu: dict[str, float] = {}
     for r in runs:
         cpu[r["spec"]["searcher"]] = cpu.get(r["spec"]["searcher"], 0.0) + r["cpu_s"]

@@ -10,8 +10,12 @@ import pytest
 from bench.search_efficiency import (
     LLM_AGENT_ROW,
     LLM_AGENT_RUNS,
+    NOISE_ROW,
+    NOISE_RUNS,
     RunSpec,
+    landscape_margins,
     llm_agent_section,
+    noise_floor_section,
     raised_references,
     run_one,
     summarise,
@@ -89,3 +93,31 @@ def test_llm_agent_rows_are_set_against_the_heuristic_agent_on_the_same_cells(tm
             rows.setdefault(line.split("|")[1].strip(), [c.strip() for c in line.split("|")[2:5]])
     assert rows["agent-reinforce"] == ["0.700", "0.790", "0.800"]   # seed 0's run alone
     assert rows[LLM_AGENT_ROW] == ["0.700", "0.720", "0.750"]
+
+
+def test_landscape_margin_is_the_median_over_seeds_less_the_best_rivals_median():
+    runs = [_run("agent-reinforce", {8: 0.70, 16: 0.80}, 0.7, 0),
+            _run("agent-reinforce", {8: 0.60, 16: 0.78}, 0.7, 1),
+            _run("random", {8: 0.50, 16: 0.80}, 0.7, 0),
+            _run("random", {8: 0.55, 16: 0.82}, 0.7, 1),
+            _run("tpe", {8: 0.66, 16: 0.70}, 0.7, 0),
+            _run("reinforce", {8: 0.99, 16: 0.99}, 0.7, 0)]   # not a rival here
+    margins = landscape_margins(runs, "agent-reinforce", ["random", "tpe"])
+    assert sorted(margins, key=lambda m: m[3]) == [
+        pytest.approx((0.65 - 0.66, 7, "low", 8)), pytest.approx((0.79 - 0.81, 7, "low", 16))]
+    assert landscape_margins(runs, "agent-reinforce", ["llm-optimizer (offline)"]) == []
+
+
+def test_noise_floor_counts_cells_lost_to_the_same_searcher_and_to_the_baselines(tmp_path):
+    grid = [_run("agent-reinforce", {8: 0.70, 16: 0.80}, 0.7, 0),
+            _run("random", {8: 0.75, 16: 0.78}, 0.7, 0)]
+    copy = [dict(_run(NOISE_ROW, {8: 0.68, 16: 0.795}, 0.7, 1))]
+    assert noise_floor_section(tmp_path, grid) == []   # no runs saved
+    (tmp_path / NOISE_RUNS).write_text("".join(json.dumps(r) + "\n" for r in copy))
+    text = "\n".join(noise_floor_section(tmp_path, grid))
+    # @8: 2 points below the grid's own run and 7 below random (the grid's run is 5 below);
+    # @16: within half a point of both
+    assert "seeds 1-1 (the grid's are 0-0)" in text
+    assert "below the grid's Agent-REINFORCE in 1 of 2" in text
+    assert "more than 1 point below in 1 cells (the grid's seeds: 1)" in text
+    assert "below with both sets of seeds in 1: gen-7 low @8." in text
