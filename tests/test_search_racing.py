@@ -354,8 +354,11 @@ def test_selections_at_checkpoints_and_a_calls_budget():
     assert sorted(report.selections) == [8, 16]
     calls8, calls16 = report.selections[8][1], report.selections[16][1]
     assert 0 < calls8 < calls16
+    # capped at the race calls of those 16 evaluations (the selections' confirmation runs are
+    # not in a run's calls_made): a 64-evaluation run stops for calls, near 16 evaluations
     capped = asyncio.run(run_search(_searcher(preset, sim), _fresh(evaluator), 64, batch_size=4,
                                     racing=RacingPolicy((15, 30, 60), confirm=30),
-                                    max_calls=calls8))
+                                    max_calls=report.calls_made))
     assert capped.stopped == "calls" and capped.n_evals < 64
+    assert capped.calls_made >= report.calls_made
     assert np.isfinite(capped.best_value)

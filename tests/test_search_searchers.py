@@ -15,7 +15,13 @@ from pytts import CollaborationGraph
 from pytts.errors import ConfigError
 from pytts.graph import ASSISTANT, FUSER
 from pytts.search import AccuracyLatency, AgentReinforce, Exhaustive, Reinforce, feasible_graphs
-from pytts.search.moves import neighbours, shrink_to_budget
+from pytts.search.moves import (
+    append_fusion,
+    append_refinement,
+    neighbours,
+    shrink_to_budget,
+    structural_moves,
+)
 from pytts.search.run import run_search_sync
 
 NAMES = sorted(FACTORIES)
@@ -244,6 +250,28 @@ def test_neighbours_are_valid_distinct_and_one_move_away():
     assert {m.depth for m in moves} == {1, 2, 3}
     assert max(m.width for m in moves) == 3
     assert sum(m.layer_widths == g.layer_widths and m.n_nodes == 3 for m in moves) >= 6
+
+
+def test_fusers_put_on_one_answer_stay_fusers_and_differ_from_a_refinement():
+    names = toy_cost().pool.names
+    chain = CollaborationGraph.layered([[0], [0]], names, roles=[[ASSISTANT], [FUSER]],
+                                       template=(4, 3))
+    fused = append_fusion(chain, 1, 2)
+    assert fused is not None and fused.layer_widths == (1, 1, 2)
+    # the new fusers and the chain's own fuser of one answer keep their role
+    assert fused.role[1, 0] == FUSER and list(fused.role[2, :2]) == [FUSER, FUSER]
+    refined = append_refinement(chain, 1)
+    assert refined is not None and refined.role[2, 0] == ASSISTANT
+    one = append_fusion(chain, 1, 1)
+    assert one is not None and one.canonical_key() != refined.canonical_key()
+    # over several answers nothing changes: fusers read them all; a refinement of a fuser's
+    # lone answer still turns it into a refiner (only fusion moves keep lone fusers)
+    vote = CollaborationGraph.layered([[0, 1]], names, template=(3, 3))
+    over_vote = append_fusion(vote, 2, 1)
+    assert over_vote is not None and over_vote.predecessors(1, 0) == [0, 1]
+    assert refined.role[1, 0] == ASSISTANT
+    keys = {g.canonical_key() for g in structural_moves(chain, lambda gs: np.ones(len(gs), bool))}
+    assert one.canonical_key() in keys and refined.canonical_key() in keys
 
 
 # ------------------------------------------------------------------- AgentReinforce

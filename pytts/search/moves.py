@@ -191,15 +191,17 @@ def drop_nodes(graph: CollaborationGraph, removed: Iterable[tuple[int, int]]
 
 
 def _tidy(model: np.ndarray, role: np.ndarray, edges: np.ndarray,
-          like: CollaborationGraph) -> CollaborationGraph | None:
+          like: CollaborationGraph, *, lone_fusers: bool = False) -> CollaborationGraph | None:
     """A graph of these arrays with roles made consistent (a node fed by one answer refines
-    it; first-layer nodes answer); None if the arrays are not a valid graph."""
+    it, unless ``lone_fusers`` keeps the fusers of one answer; first-layer nodes answer); None
+    if the arrays are not a valid graph."""
     active = model >= 0
     role = role.copy()
     role[0] = ASSISTANT
+    most_inputs_refined = 0 if lone_fusers else 1
     for l in range(1, model.shape[0]):
         n_in = edges[l - 1].sum(axis=0)
-        role[l][active[l] & (n_in <= 1)] = ASSISTANT
+        role[l][active[l] & (n_in <= most_inputs_refined)] = ASSISTANT
     role[~active] = ASSISTANT
     try:
         return CollaborationGraph(model, role, edges, like.model_names)
@@ -221,7 +223,12 @@ def append_refinement(graph: CollaborationGraph, model: int) -> CollaborationGra
 
 
 def append_fusion(graph: CollaborationGraph, model: int, count: int) -> CollaborationGraph | None:
-    """A layer of ``count`` fusers of ``model``, each reading every node of the last layer."""
+    """A layer of ``count`` fusers of ``model``, each reading every node of the last layer.
+
+    Over a last layer of one node they stay fusers of that one answer (so do the graph's other
+    fusers of one answer): a fuser's prompt is not a refiner's, and turning them into refiners
+    would only repeat `append_refinement`, leaving a chain no way to grow by fusion
+    (docs/method.md, "Candidates")."""
     d_max, w_max = graph.template
     depth, width = graph.depth, graph.layer_widths[-1]
     if depth >= d_max or count > w_max:
@@ -230,7 +237,7 @@ def append_fusion(graph: CollaborationGraph, model: int, count: int) -> Collabor
     m[depth, :count] = model
     r[depth, :count] = FUSER
     e[depth - 1, :width, :count] = 1
-    return _tidy(m, r, e, graph)
+    return _tidy(m, r, e, graph, lone_fusers=width == 1)
 
 
 def reassign(graph: CollaborationGraph, node_class: int, old: int | None, new: int
