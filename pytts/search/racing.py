@@ -459,24 +459,26 @@ class OpeningRace:
         """The race result of member ``member`` (an index into the batch's graphs). A member
         whose opening raised raises that error; the others race without it."""
         openings = await self._opening_results()
-        if isinstance(openings[member], BaseException):
-            raise openings[member]
-        if self._known[member] is not None:  # not run again
-            return self._known[member]
-        ran = [i for i, r in enumerate(openings) if not isinstance(r, BaseException)]
-        leader = max(ran, key=lambda i: (self._opening_accuracy(openings[i]), -i))
+        opened = openings[member]
+        if isinstance(opened, BaseException):
+            raise opened
+        known_member = self._known[member]
+        if known_member is not None:  # not run again
+            return known_member
+        ran = {i: r for i, r in enumerate(openings) if not isinstance(r, BaseException)}
+        leader = max(ran, key=lambda i: (self._opening_accuracy(ran[i]), -i))
         known = self._known[leader]
         if known is not None:  # what is known of the leader is all it races with
             lead = known
         else:
             if self._leader_run is None:
                 self._leader_run = asyncio.ensure_future(self._race.evaluate(
-                    self._evaluator, self._graphs[leader], None, start=openings[leader]))
+                    self._evaluator, self._graphs[leader], None, start=ran[leader]))
             lead = await self._leader_run
         if member == leader:
             return lead
         return await self._race.evaluate(self._evaluator, self._graphs[member], lead,
-                                         start=openings[member])
+                                         start=opened)
 
     def _opening_results(self) -> asyncio.Future[list[EvalResult | BaseException]]:
         """Every member's result on the opening questions (its known result, or the error its
