@@ -251,7 +251,7 @@ def _scaling_text(scored: list[ScoredGraph], best: ScoredGraph) -> str:
             by_width[w] = max(by_width.get(w, -math.inf), s.value)
     depth_txt = ", ".join(f"d{d} {v:.3f}" for d, v in sorted(by_depth.items()))
     width_txt = ", ".join(f"w{w} {v:.3f}" for w, v in sorted(by_width.items()))
-    peak = max(by_width, key=by_width.get)
+    peak = max(by_width, key=lambda w: by_width[w])
     if peak < max(by_width):
         where = "inside the explored widths: scaling saturates past it"
     elif peak < best.graph.template[1]:

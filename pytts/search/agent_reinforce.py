@@ -69,7 +69,8 @@ class TrustRegion:
 
     def apply(self, old: ProbGraph, proposed: ProbGraph) -> tuple[ProbGraph, dict[str, float]]:
         """The bounded new distribution and, per logit array, the largest row KL it moved."""
-        arrays, kls = [], {}
+        arrays: list[np.ndarray] = []
+        kls: dict[str, float] = {}
         for name, a, b in zip(("depth", "width", "model", "role"), old.logit_arrays()[:4],
                               proposed.logit_arrays()[:4]):
             moved, kl = self._project(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))
@@ -83,7 +84,8 @@ class TrustRegion:
         p = (1 - self.floor) * expit(moved[:, 1] - moved[:, 0]) + self.floor / 2
         arrays.append(logit(p).reshape(e_old.shape))
         kls["edge"] = float(kl.max()) if kl.size else 0.0
-        return ProbGraph(*arrays, model_names=old.model_names), kls
+        depth, width, model, role, edge = arrays
+        return ProbGraph(depth, width, model, role, edge, model_names=old.model_names), kls
 
     def _project(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``old + t (new - old)`` (log-normalised) with the largest ``t`` in [0, 1]
@@ -127,7 +129,7 @@ def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None
     depth_p, width_p = pg.depth_probs(), pg.width_probs()
     model_p, role_p, edge_p = pg.model_probs(), softmax(pg.role_logits, axis=-1), pg.edge_probs()
 
-    def mix(p: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def mix(p: np.ndarray, target: np.ndarray | float) -> np.ndarray:
         return (1 - a) * p + a * target
 
     widths = update.widths if update.widths is not None else (
@@ -155,6 +157,7 @@ def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None
         for i in range(w_max):
             target = None
             if active[l, i]:
+                assert anchor is not None  # without an anchor no slot is active
                 own = np.eye(k)[anchor.model[l, i]]
                 target = own if mix_q is None else 0.5 * own + 0.5 * mix_q
             elif mix_q is not None:
@@ -164,6 +167,7 @@ def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None
             if l == 0:
                 continue
             if active[l, i]:
+                assert anchor is not None
                 fuser = float(anchor.role[l, i] == FUSER)
                 if update.fuser_prob is not None:
                     fuser = 0.5 * fuser + 0.5 * update.fuser_prob
@@ -176,6 +180,7 @@ def move_toward(pg: ProbGraph, update: Update, anchor: CollaborationGraph | None
         for i in range(w_max):
             for j in range(w_max):
                 if active[l, i] and active[l + 1, j]:
+                    assert anchor is not None
                     edge_p[l, i, j] = mix(edge_p[l, i, j], float(anchor.edges[l, i, j]))
                 elif update.edge_density is not None:
                     edge_p[l, i, j] = mix(edge_p[l, i, j], update.edge_density)
@@ -390,7 +395,7 @@ class AgentReinforce(Searcher):
         believed_y = np.array([o.accuracy for o in observations])
         believed_n = np.array([o.n for o in observations])
         surrogate = GraphSurrogate().fit_features(believed_x, believed_y, believed_n)
-        told = {}
+        told: dict[str, CollaborationGraph] = {}
         for o in observations:
             told.setdefault(o.graph.canonical_key(), o.graph)
         told_graphs = list(told.values())

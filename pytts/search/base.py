@@ -242,7 +242,7 @@ class Searcher(ABC):
                        for g in graphs], dtype=bool)
         if ok.any():
             idx = np.flatnonzero(ok)
-            ok[idx] = self.flops([graphs[i] for i in idx]) <= self.budget
+            ok[idx] = self.flops([graphs[i] for i in idx.tolist()]) <= self.budget
         return ok
 
     def sample(self, probgraph: ProbGraph, n: int) -> list[CollaborationGraph]:

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..errors import ConfigError
 from ..evaluate import EvalResult
@@ -29,7 +29,7 @@ from .base import Searcher
 from .checkpoint import Checkpoint
 from .history import TrialRecord
 from .objective import ParetoFront
-from .racing import Race, RacingPolicy, Selection
+from .racing import Race, RacingPolicy, Selection, SubsetEvaluator
 
 log = logging.getLogger("pytts.search")
 
@@ -169,7 +169,9 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
         cache.setdefault(r.key, r.result)
     cache.update(loop.evaluated)
     fronts = {c: ParetoFront.from_history(c, searcher.history) for c in ("latency", "flops")}
-    race = Race(racing, len(evaluator.questions)) if racing is not None else None
+    # racing runs graphs on chosen questions: its evaluator is a SubsetEvaluator
+    race = (Race(racing, len(cast(SubsetEvaluator, evaluator).questions))
+            if racing is not None else None)
     if race is not None:
         for r in searcher.history:
             if not r.reused:
