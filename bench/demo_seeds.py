@@ -18,10 +18,10 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 
 from pytts.config import SearchConfig
-from pytts.environment import SimEnvironment
+from pytts.environment import SimEnvironment, environment_for
 from pytts.search import AgentReinforce, run_search
 from pytts.search.racing import RacingPolicy
-from pytts.sim import GroundTruth, SimulatedPool
+from pytts.sim import GroundTruth
 from pytts.sim.evaluator import LatentEvaluator
 from pytts.sim.reference import reference_optimum
 
@@ -34,15 +34,20 @@ def demo_config() -> SearchConfig:
     return SearchConfig().merged(SimEnvironment.presets)
 
 
-def _preset_name(config: SearchConfig) -> str:
-    return config.pool.split(":", 1)[1]
+def demo_environment(config: SearchConfig) -> SimEnvironment:
+    """The simulated environment the CLI builds for ``config`` (the demo's pool, task and
+    budgets)."""
+    env = environment_for(config)
+    assert isinstance(env, SimEnvironment)  # the demo's pool is a simulated preset
+    return env
 
 
 def returned_accuracy(seed: int) -> float:
     """Expected test accuracy of the graph the demo's search returns with this seed."""
     config = demo_config()
-    sim = SimulatedPool(_preset_name(config))
-    evaluator = LatentEvaluator(sim, sim.task(config.n_questions).questions, seed=seed)
+    env = demo_environment(config)
+    sim = env.simulator
+    evaluator = LatentEvaluator(sim, env.task(config).questions, seed=seed)
     searcher = AgentReinforce(sim.pool, sim.template, sim.cost_model(),
                               sim.budgets[config.budget], seed=seed)
     report = asyncio.run(run_search(searcher, evaluator, config.n_evals,
@@ -58,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args(argv)
     config = demo_config()
-    sim = SimulatedPool(_preset_name(config))
-    ref = reference_optimum(sim.preset, config.budget)
+    ref = reference_optimum(demo_environment(config).simulator.preset, config.budget)
     with ProcessPoolExecutor(args.workers) as pool:
         accs = list(pool.map(returned_accuracy, range(args.seeds)))
     found = sum(ref.accuracy - a <= WITHIN for a in accs)

@@ -34,6 +34,7 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -476,13 +477,8 @@ def main(argv: list[str] | None = None) -> None:
             {f"{l}/{b}": r for (l, b), r in refs.items()}))
         specs = [RunSpec(l, b, n, s, args.evals) for l, b in jobs for n in names
                  for s in range(args.seeds)]
-        runs = []
-        # each finished run is appended at once, so a long benchmark stopped midway keeps them
-        with open(out / "search_efficiency_runs.jsonl", "w") as log:
-            for run in pool.map(run_one, specs, chunksize=2):
-                runs.append(run)
-                log.write(json.dumps(run, default=str) + "\n")
-                log.flush()
+        runs = save_runs(out / "search_efficiency_runs.jsonl",
+                         pool.map(run_one, specs, chunksize=2))
     wall = time.time() - start
     if args.llm_agent:
         run_llm_agent(out, args)
@@ -494,15 +490,24 @@ def main(argv: list[str] | None = None) -> None:
 LLM_AGENT_RUNS = "search_efficiency_llm_agent.jsonl"
 
 
+def save_runs(path: Path, runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``runs``, each appended to ``path`` (JSON lines) as it finishes, so that a long benchmark
+    stopped midway keeps the runs it made."""
+    saved = []
+    with open(path, "w") as log:
+        for run in runs:
+            saved.append(run)
+            log.write(json.dumps(run, default=str) + "\n")
+            log.flush()
+    return saved
+
+
 def run_llm_agent(out: Path, args: argparse.Namespace) -> None:
     """The LLM-agent rows: one run at a time (one server), appended to `LLM_AGENT_RUNS`."""
-    with open(out / LLM_AGENT_RUNS, "w") as log:
-        for land in range(args.llm_agent_landscapes):
-            for budget in ("low", "high"):
-                run = run_one(RunSpec(land, budget, LLM_AGENT_ROW, 0, 32, args.llm_agent,
-                                      args.llm_agent_model))
-                log.write(json.dumps(run, default=str) + "\n")
-                log.flush()
+    save_runs(out / LLM_AGENT_RUNS,
+              (run_one(RunSpec(land, budget, LLM_AGENT_ROW, 0, 32, args.llm_agent,
+                               args.llm_agent_model))
+               for land in range(args.llm_agent_landscapes) for budget in ("low", "high")))
 
 
 def run_noise_floor(out: Path, args: argparse.Namespace, landscapes: list[int]) -> None:
@@ -511,11 +516,9 @@ def run_noise_floor(out: Path, args: argparse.Namespace, landscapes: list[int]) 
     specs = [RunSpec(land, budget, "agent-reinforce", seed, args.evals)
              for land in landscapes for budget in ("low", "high")
              for seed in range(args.seeds, 2 * args.seeds)]
-    with ProcessPoolExecutor(args.workers) as pool, open(out / NOISE_RUNS, "w") as log:
-        for run in pool.map(run_one, specs, chunksize=2):
-            run["spec"]["searcher"] = NOISE_ROW
-            log.write(json.dumps(run, default=str) + "\n")
-            log.flush()
+    with ProcessPoolExecutor(args.workers) as pool:
+        save_runs(out / NOISE_RUNS, ({**run, "spec": {**run["spec"], "searcher": NOISE_ROW}}
+                                     for run in pool.map(run_one, specs, chunksize=2)))
 
 
 def noise_floor_section(out: Path, runs: list[dict[str, Any]]) -> list[str]:
@@ -534,10 +537,11 @@ def noise_floor_section(out: Path, runs: list[dict[str, Any]]) -> list[str]:
         margins = landscape_margins(grid + copy, name, others)
         return sorted(m for m in margins if m[0] < -0.01)
 
-    self_below = below(NOISE_ROW, ["agent-reinforce"])
+    self_margins = landscape_margins(grid + copy, NOISE_ROW, ["agent-reinforce"])
+    self_below = [m for m in self_margins if m[0] < -0.01]
     copy_below, grid_below = below(NOISE_ROW, baselines), below("agent-reinforce", baselines)
     both = sorted({m[1:] for m in copy_below} & {m[1:] for m in grid_below})
-    n_cells = len(landscape_margins(grid + copy, NOISE_ROW, ["agent-reinforce"]))
+    n_cells = len(self_margins)
     seeds = sorted({r["spec"]["seed"] for r in copy})
     return [f"## Noise floor of the per-landscape margin ({len(copy)} runs)", "",
             f"Agent-REINFORCE again on the fixed landscapes with seeds {seeds[0]}-{seeds[-1]} "

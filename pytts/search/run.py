@@ -170,8 +170,8 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
     cache.update(loop.evaluated)
     fronts = {c: ParetoFront.from_history(c, searcher.history) for c in ("latency", "flops")}
     # racing runs graphs on chosen questions: its evaluator is a SubsetEvaluator
-    race = (Race(racing, len(cast(SubsetEvaluator, evaluator).questions))
-            if racing is not None else None)
+    subset = cast(SubsetEvaluator, evaluator)
+    race = Race(racing, len(subset.questions)) if racing is not None else None
     if race is not None:
         for r in searcher.history:
             if not r.reused:
@@ -184,7 +184,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
         if race is None:
             return None
         before = race.calls
-        chosen = await race.select(evaluator)  # type: ignore[arg-type]
+        chosen = await race.select(subset)
         selection_calls += race.calls - before
         return chosen
 
@@ -192,7 +192,7 @@ async def run_search(searcher: Searcher, evaluator: GraphEvaluator, n_evals: int
         if race is None:
             return evaluator.evaluate(graph)
         against = race.entrants[loop.against].result if loop.against is not None else None
-        return race.evaluate(evaluator, graph, against)  # type: ignore[arg-type]
+        return race.evaluate(subset, graph, against)
 
     def persist() -> None:
         """Save the checkpoint: new log lines first, then the state that counts them."""
