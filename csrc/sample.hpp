@@ -124,21 +124,24 @@ public:
     WordStream(std::uint64_t seed, std::size_t max_per_graph)
         : rng_(seed), words_(4 * std::max<std::size_t>(64, max_per_graph) + kRound) {}
 
-    // Makes sure that at least k words (k <= max_per_graph) are buffered.
-    void reserve(std::size_t k) {
-        if (end_ - pos_ >= k) return;
-        // Keep the unread words, in order; they end with a whole round, so the next round's
-        // words follow them.
-        const std::size_t left = end_ - pos_;
-        std::memmove(words_.data(), words_.data() + pos_, left * sizeof(std::uint32_t));
-        const std::size_t rounds = (words_.size() - left) / kRound;
-        xoshiro_lane_words(rng_, words_.data() + left, rounds);
-        end_ = left + rounds * kRound;
-        pos_ = 0;
+    // Makes sure that at least k words (k <= max_per_graph) are buffered from the read position
+    // `at` on (a pointer this returned before, or nullptr at the start) and returns the read
+    // position. The caller reads through a local pointer: one it keeps in a register, where a
+    // member would be reloaded after every store through the output's char pointers.
+    const std::uint32_t* reserve(std::size_t k, const std::uint32_t* at) {
+        pos_ = at ? static_cast<std::size_t>(at - words_.data()) : pos_;
+        if (end_ - pos_ < k) {
+            // Keep the unread words, in order; they end with a whole round, so the next round's
+            // words follow them.
+            const std::size_t left = end_ - pos_;
+            std::memmove(words_.data(), words_.data() + pos_, left * sizeof(std::uint32_t));
+            const std::size_t rounds = (words_.size() - left) / kRound;
+            xoshiro_lane_words(rng_, words_.data() + left, rounds);
+            end_ = left + rounds * kRound;
+            pos_ = 0;
+        }
+        return words_.data() + pos_;
     }
-    std::uint32_t next() { return words_[pos_++]; }
-    std::uint32_t peek() const { return words_[pos_]; }
-    void advance(std::size_t k) { pos_ += k; }
 
 private:
     XoshiroLanes rng_;
@@ -599,6 +602,7 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
     const std::size_t max_words = 1 + D + 2 * static_cast<std::size_t>(nslot) +
                                   static_cast<std::size_t>(D - 1) * W * (C + 1);
     WordStream words(seed, max_words);
+    const std::uint32_t* wp = nullptr;  // the next word to read
     SampleStats st;
 
     // Early rejection with a partial sum plus the lower bound of the nodes still to come is only
@@ -638,13 +642,13 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
 
     while (st.accepted < n && st.drawn < max_draws) {
         ++st.drawn;
-        words.reserve(max_words);
-        const int d = draw_alias(words.next(), depth_alias, D) + 1;
+        wp = words.reserve(max_words, wp);
+        const int d = draw_alias(*wp++, depth_alias, D) + 1;
         double ls = ldepth[d - 1];
         int nodes = 0, first_later = 0;  // first_later: flat index after layer 0
         for (int l = 0; l < d; ++l) {
             const std::size_t row = (static_cast<std::size_t>(d - 1) * D + l) * W;
-            const int k = draw_alias(words.next(), width_alias + row, W);
+            const int k = draw_alias(*wp++, width_alias + row, W);
             ls += lwidth[row + k];
             w[l] = k + 1;
             for (int i = 0; i < W; ++i) {
@@ -671,7 +675,7 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         for (int q = 0; q < nodes; ++q) {
             const int s = slot[q];
             const std::size_t row = static_cast<std::size_t>(s) * K;
-            const int k = draw_alias(words.next(), model_alias + row, K);
+            const int k = draw_alias(*wp++, model_alias + row, K);
             m[s] = k;
             om[s] = static_cast<std::int16_t>(k);
             lm += lmodel[row + k];
@@ -715,13 +719,13 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
                 std::uint64_t mask = 0;
                 for (int c = 0; c < drawn_chunks; ++c) {
                     const auto x = static_cast<std::uint64_t>(
-                        draw_alias(words.next(), chunk + c * kChunkOutcomes, kChunkOutcomes));
+                        draw_alias(*wp++, chunk + c * kChunkOutcomes, kChunkOutcomes));
                     mask |= x << (c * kChunk);
                 }
                 mask &= keep_mask;
                 mask |= static_cast<std::uint64_t>(wl == 1);  // one candidate: the edge is certain
                 // No candidate came up: one uniform pick (rare enough for a branch).
-                if (mask == 0) mask = std::uint64_t{1} << draw_uniform(words.next(), wl);
+                if (mask == 0) mask = std::uint64_t{1} << draw_uniform(*wp++, wl);
 
                 double sum_a = 0.0;
                 if (narrow) {
@@ -763,7 +767,7 @@ SampleStats sample_graphs(const ProbTables& t, const ModelCosts* mc, double base
         double lr = 0.0;
         for (int q = first_later; q < nodes; ++q) {
             const std::size_t s = static_cast<std::size_t>(slot[q]) * R;
-            const int k = draw_alias(words.next(), role_alias + s, R);
+            const int k = draw_alias(*wp++, role_alias + s, R);
             orl[slot[q]] = static_cast<std::int8_t>(k);
             lr += lrole[s + k];
         }
