@@ -337,7 +337,9 @@ class SamplerTables:
     column, chunk by chunk, the alias table over the ``2**CHUNK`` subsets of the chunk's
     candidates (the product of their Bernoullis; 0 or 1 past the template's width)."""
 
-    def __init__(self, depth_logits, width_logits, model_logits, role_logits, edge_logits):
+    def __init__(self, depth_logits: np.ndarray, width_logits: np.ndarray,
+                 model_logits: np.ndarray, role_logits: np.ndarray,
+                 edge_logits: np.ndarray) -> None:
         d, w, k = model_logits.shape
         self.dims = (d, w, k, role_logits.shape[2])
         self.ldepth = _log_softmax_rows(depth_logits)
@@ -671,14 +673,17 @@ def _individualise(colour: list[int], v: int) -> list[int]:
     return [x + 1 if x > c or (x == c and q != v) else x for q, x in enumerate(colour)]
 
 
+_Leaf = tuple[list[int], list[int], list[int]]  # (encoding, colouring, path) of a leaf
+
+
 class _CanonSearch:
     """Individualisation-refinement over a quotient graph; ``best`` is the canonical colouring."""
 
     def __init__(self, preds: list[list[int]], succs: list[list[int]], start: list[int],
                  layer: list[int]) -> None:
         self.preds, self.succs, self.start, self.layer = preds, succs, start, layer
-        self.first: tuple | None = None   # (encoding, colouring, path) of the first leaf
-        self.best: tuple | None = None    # the same for the smallest encoding so far
+        self.first: _Leaf | None = None   # the first leaf
+        self.best: _Leaf | None = None    # the leaf with the smallest encoding so far
         self.generators: list[list[int]] = []
 
     def encode(self, colour: list[int]) -> list[int]:
@@ -737,7 +742,7 @@ class _CanonSearch:
 
     def _leaf(self, colour: list[int], path: list[int]) -> int | None:
         enc = self.encode(colour)
-        if self.first is None:
+        if self.first is None or self.best is None:  # set together, at the first leaf
             self.first = self.best = (enc, colour, path)
             return None
         for other in (self.first, self.best):

@@ -172,12 +172,15 @@ class SearchConfig:
     def with_absolute_paths(self) -> SearchConfig:
         """A copy whose file paths (pool file, dataset, bank, runs_dir) are absolute, so the
         config means the same from any working directory (``--resume``, ``compare``)."""
-        paths = {key: str(Path(value).expanduser().resolve())
-                 for key, value in (("dataset", self.dataset), ("bank", self.bank),
-                                    ("runs_dir", self.runs_dir),
-                                    ("pool", self.pool if self.pool_is_file else None))
-                 if value}
-        return dataclasses.replace(self, **paths)
+        def absolute(value: str) -> str:
+            return str(Path(value).expanduser().resolve())
+
+        # Unset (None or empty) paths stay as they are.
+        return dataclasses.replace(
+            self, dataset=self.dataset and absolute(self.dataset),
+            bank=self.bank and absolute(self.bank),
+            runs_dir=self.runs_dir and absolute(self.runs_dir),
+            pool=absolute(self.pool) if self.pool_is_file and self.pool else self.pool)
 
     def merged(self, overrides: Mapping[str, Any]) -> SearchConfig:
         """A copy with the non-None ``overrides`` applied (flags over the file)."""

@@ -61,9 +61,9 @@ class Environment(ABC):
 
     def budget(self, name: str | None) -> Budget:
         """The budget the config names (FLOPs or "N x MODEL"), or the mode's default."""
-        if name is None and self.default_budget is None:
-            raise ConfigError("budget is required for a pool file: FLOPs (2e12) or 'N x MODEL'")
         chosen = name if name is not None else self.default_budget
+        if chosen is None:
+            raise ConfigError("budget is required for a pool file: FLOPs (2e12) or 'N x MODEL'")
         return chosen if isinstance(chosen, Budget) else Budget.parse(chosen)
 
     def check(self, config: SearchConfig) -> None:  # noqa: B027 - most modes need nothing

@@ -170,7 +170,9 @@ class Evaluator:
             question_ids=ids if questions is not None else list(range(n)) if sample else None,
             samples=[sample] * n if sample else None)
 
-    async def _stop_on_outage(self, tasks: list[asyncio.Future]) -> None:
+    async def _stop_on_outage(self,
+                              tasks: Sequence[asyncio.Future[tuple[ExecutionResult, bool]]]
+                              ) -> None:
         """Wait for every question; raise as soon as one endpoint is known to be down."""
         wave = min(self.concurrency, len(tasks))
         down: list[EndpointUnreachableError] | None = []  # None once a run shows otherwise

@@ -145,7 +145,7 @@ class GraphExecutor:
             preds = [(layer - 1, p) for p in graph.predecessors(layer, slot)]
             for pred in preds:
                 await done[pred]
-            inputs = [nodes[p].text for p in preds if nodes[p].text is not None]
+            inputs = [text for p in preds if (text := nodes[p].text) is not None]
             wait = max((nodes[p].finish_s for p in preds), default=0.0)
             try:
                 if preds and not inputs:

@@ -16,7 +16,8 @@ from .graph import CollaborationGraph  # noqa: E402
 from .search.objective import dominates  # noqa: E402
 
 
-def pareto_mask(accuracy: Sequence[float], cost: Sequence[float]) -> np.ndarray:
+def pareto_mask(accuracy: Sequence[float] | np.ndarray,
+                cost: Sequence[float] | np.ndarray) -> np.ndarray:
     """Points no other point dominates (`dominates`: higher accuracy, lower cost)."""
     acc = np.asarray(accuracy, float)
     cst = np.asarray(cost, float)

@@ -40,8 +40,9 @@ def _attempts(texts: Sequence[str]) -> str:
 
 
 def node_messages(task_messages: Sequence[Message], role: str,
-                  inputs: Sequence[str]) -> list[Message]:
-    """Messages for one node: the task prompt, plus the role's template over ``inputs``.
+                  inputs: Sequence[str]) -> list[dict[str, str]]:
+    """Messages for one node (new dicts): the task prompt, plus the role's template over
+    ``inputs``.
 
     ``role`` is "assistant" or "fuser"; ``inputs`` are the full texts of the predecessors'
     completions (empty for a first-layer node, which just answers).
@@ -76,8 +77,9 @@ def parse_node_messages(messages: Sequence[Message]) -> tuple[str, list[str]]:
     return "answer", []
 
 
-def strip_role_template(messages: Sequence[Message]) -> list[Message]:
-    """The task prompt part of node messages (what `node_messages` started from)."""
+def strip_role_template(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """The task prompt part of node messages (what `node_messages` started from), as new
+    dicts."""
     out = [dict(m) for m in messages]
     if out:
         content = out[-1]["content"]

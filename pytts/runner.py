@@ -496,10 +496,15 @@ def summary_markdown(setup: RunSetup, report: SearchReport, replies: dict | None
 def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     """For a simulated run: the expected test accuracy of the returned graph, of the best
     single-model graph the run evaluated and of the landscape's reference optimum at the run's
-    budget and template (`pytts.sim.reference`; the ground truth a real run cannot know)."""
+    budget and template (`pytts.sim.reference`; the ground truth a real run cannot know).
+    ValueError for a real run or a run that returned no graph."""
     from .sim import GroundTruth
-    truth = GroundTruth(setup.sim.preset)
-    returned = truth.expected_accuracy(report.best_graph)[0]
+    # the console line and summary.md share one reference search (a cached property)
+    sim, graph, ref = setup.sim, report.best_graph, setup.reference
+    if sim is None or graph is None or ref is None:
+        raise ValueError("simulator ground truth needs a simulated run that returned a graph")
+    truth = GroundTruth(sim.preset)
+    returned = truth.expected_accuracy(graph)[0]
     singles = {r.key: r.graph for r in report.history
                if r.graph.vote_model is not None}
     best_single = max((truth.expected_accuracy(g)[0] for g in singles.values()), default=None)
@@ -507,7 +512,6 @@ def simulated_truth_lines(setup: RunSetup, report: SearchReport) -> list[str]:
     if best_single is not None:
         line += (f"; best single-model graph evaluated {best_single:.3f} "
                  f"({100 * (returned - best_single):+.1f} points)")
-    ref = setup.reference  # the console line and summary.md share one search
     line += (f"; reference optimum at this budget {ref.accuracy:.3f} +/- {ref.stderr:.4f} "
              f"(returned graph {100 * (returned - ref.accuracy):+.1f} points)")
     return [line + ".", ""]

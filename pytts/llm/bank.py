@@ -167,7 +167,8 @@ class ResponseBank:
         return (f"ResponseBank({self.path!r}, replay_only={self.replay_only}, hits={self.hits}, "
                 f"misses={self.misses}, writes={self.writes})")
 
-    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    # Any: a column's Python type comes from the schema above, which mypy cannot see
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             with self._read_lock:
                 return self._reader.execute(sql, args).fetchall()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 from ..defaults import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 
@@ -93,6 +93,11 @@ class ServerInfo(Protocol):
         ...
 
 
+# Overloads: a seeded request's samples are seeded too (callers rely on the int).
+@overload
+def sample_seed(seed: int, index: int) -> int: ...
+@overload
+def sample_seed(seed: None, index: int) -> None: ...
 def sample_seed(seed: int | None, index: int) -> int | None:
     """The seed of sample ``index`` of a request seeded with ``seed``.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 
 def props(model_alias: str | None, n_ctx: int) -> dict[str, Any]:
@@ -27,8 +27,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_args_from_model(parser, Settings)
     args = parser.parse_args(argv)
-    server = parse_model_from_args(ServerSettings, args)
-    model = parse_model_from_args(ModelSettings, args)
+    # cast: llama_cpp annotates the model class as ``T`` (not ``type[T]``) and so types the
+    # instance it returns as the class
+    server = cast(ServerSettings, parse_model_from_args(ServerSettings, args))
+    model = cast(ModelSettings, parse_model_from_args(ModelSettings, args))
     app = create_app(server_settings=server, model_settings=[model])
     if model.n_ctx > 0:  # 0 means "the GGUF's own", which is not known before loading
         body = props(model.model_alias, model.n_ctx)

@@ -14,6 +14,7 @@ that differ in one bit give unrelated streams.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["DRAW_FRESH", "DRAW_LATENCY", "DRAW_TEXT", "DRAW_TOKENS", "GOLDEN", "KEEP_BITS",
            "OUTCOME_BITS", "WRONG_BITS", "extra_bits", "fold", "keep_field", "mix64", "normal",
@@ -58,7 +59,7 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return _mix(_u64(x))
 
 
-def fold(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+def fold(h: ArrayLike, v: ArrayLike) -> np.ndarray:
     """``h`` with the word ``v`` hashed into it (broadcasting)."""
     return _mix(_u64(h) ^ _mix(_u64(v) + GOLDEN))
 
@@ -70,8 +71,9 @@ def run_bits(seed: int, question_keys: np.ndarray, node_keys: np.ndarray,
     return fold(base[:, :, None], _u64(samples)[None, None, :])
 
 
-def extra_bits(bits: np.ndarray, draw: int) -> np.ndarray:
-    """Further independent bits of the same run, numbered by ``draw`` >= 1."""
+def extra_bits(bits: np.ndarray, draw: int | np.ndarray) -> np.ndarray:
+    """Further independent bits of the same run, numbered by ``draw`` >= 1 (an int, or an
+    array of draw numbers, broadcasting)."""
     return fold(bits, _u64(draw))
 
 
@@ -95,7 +97,7 @@ def uniform53(bits: np.ndarray) -> np.ndarray:
     return (_u64(bits) >> _U64(11)).astype(np.float64) * 2.0**-53
 
 
-def to_threshold(p: np.ndarray | float, bits: int) -> np.ndarray:
+def to_threshold(p: ArrayLike, bits: int) -> np.ndarray:
     """Probabilities ``p`` in [0, 1] as integer thresholds: a ``bits``-bit field ``f`` is below
     the threshold with probability ``p`` rounded to a multiple of ``2**-bits``."""
     return np.rint(np.asarray(p, dtype=np.float64) * float(2**bits)).astype(np.int64)

@@ -199,6 +199,8 @@ def reference_key(preset: SimPreset, budget_flops: float, template: tuple[int, i
             module = importlib.import_module(name)
         except ImportError:  # pytts._core, on the NumPy fallback: not part of the reference
             continue
+        if module.__file__ is None:  # a namespace package: there is no file to key on
+            raise RuntimeError(f"{name} has no file, so the reference cache cannot be keyed")
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:32]
 

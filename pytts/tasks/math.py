@@ -207,7 +207,8 @@ def _question(where: str, row: dict[str, Any], default_id: str) -> Question:
         raise ConfigError(f"{where}: 'answer' must be a string or number, "
                           f"got {type(answer).__name__}")
     qid = row.get("unique_id", row.get("id", default_id))
-    meta = {key: row[key] for key in ("solution", "level", "type", "subject") if key in row}
+    meta: dict[str, Any] = {key: row[key] for key in ("solution", "level", "type", "subject")
+                            if key in row}
     return Question(qid=str(qid), text=problem, answer=str(answer), meta=meta)
 
 

@@ -152,7 +152,7 @@ def _question(where: str, row: dict[str, Any], default_id: str) -> Question:
     choices = row.get("choices", row.get("options"))
     if "answer" not in row:
         raise ConfigError(f"{where}: needs an 'answer' (letter or index)")
-    meta = {key: row[key] for key in ("subject", "category") if key in row}
+    meta: dict[str, Any] = {key: row[key] for key in ("subject", "category") if key in row}
     qid = str(row.get("id", row.get("question_id", default_id)))
     return _make_question(where, qid, row.get("question"), choices, row["answer"], meta)
 
