@@ -85,6 +85,8 @@ SEARCHERS: dict[str, tuple[type, dict[str, Any], bool]] = {
     # not in the default grid ("all"): name them with --searchers
     "ar: no surrogate": (AgentReinforce, {"surrogate": False}, True),
     "tpe (racing off)": (TPE, {}, False),
+    # the REINFORCE baseline's learning rate (default 0.3) checked against smaller ones
+    **{f"reinforce (lr {lr})": (Reinforce, {"lr": lr}, True) for lr in (0.1, 0.03, 0.01)},
 }
 DEFAULT_GRID = tuple(list(SEARCHERS)[:13])
 MAIN = ("agent-reinforce", "random", "tpe", "reinforce", "llm-optimizer (offline)")
