@@ -292,21 +292,25 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
         s = r["spec"]
         cells.setdefault((s["landscape"], s["budget"], s["seed"]), {})[s["searcher"]] = r
     figures: dict[str, Any] = {}
-    lines = ["| searcher | " + " | ".join(f"acc@{k}" for k in CHECKPOINTS) + " | "
-             + " | ".join(f"regret@{k}" for k in CHECKPOINTS) + " | calls@32 | "
+    # the checkpoints the runs reached (a shorter benchmark, --evals 32, has no column at 64)
+    checkpoints = [k for k in CHECKPOINTS
+                   if any(str(k) in r["returned"] or k in r["returned"] for r in runs)]
+    lines = ["| searcher | " + " | ".join(f"acc@{k}" for k in checkpoints) + " | "
+             + " | ".join(f"regret@{k}" for k in checkpoints) + " | calls@32 | "
              "gain over best pilot (far cells) | calls to within 2 pts (median) | "
-             "within 2 pts by 64 | calls served by the bank (votes) |",
-             "|---" * (2 * len(CHECKPOINTS) + 6) + "|"]
+             f"within 2 pts by {checkpoints[-1] if checkpoints else '-'} | "
+             "calls served by the bank (votes) |",
+             "|---" * (2 * len(checkpoints) + 6) + "|"]
     for name in names:
-        acc = {k: [] for k in CHECKPOINTS}
-        regret = {k: [] for k in CHECKPOINTS}
+        acc = {k: [] for k in checkpoints}
+        regret = {k: [] for k in checkpoints}
         calls32, gains, to_within, served, vote_served, made = [], [], [], [], [], []
         for (land, budget, _), by in cells.items():
             r = by.get(name)
             if r is None:
                 continue
             opt = refs[(land, budget)]["accuracy"]
-            for k in CHECKPOINTS:
+            for k in checkpoints:
                 got = r["returned"].get(str(k), r["returned"].get(k))
                 if got is not None:
                     acc[k].append(got[0])
@@ -329,8 +333,8 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
                          "served_share": sum(served) / max(1, sum(served) + sum(made)),
                          "vote_served_share": sum(vote_served) / max(1, sum(served) + sum(made))}
         f = figures[name]
-        lines.append(f"| {name} | " + " | ".join(f"{f['acc'][k]:.3f}" for k in CHECKPOINTS)
-                     + " | " + " | ".join(f"{100 * f['regret'][k]:.1f}" for k in CHECKPOINTS)
+        lines.append(f"| {name} | " + " | ".join(f"{f['acc'][k]:.3f}" for k in checkpoints)
+                     + " | " + " | ".join(f"{100 * f['regret'][k]:.1f}" for k in checkpoints)
                      + f" | {f['calls32']:.0f} | {100 * f['gain_far']:+.1f} pts "
                      f"({f['n_far']} runs) | {f['calls_to_2pts']:.0f} | "
                      f"{f['reached_2pts']:.0%} | {f['served_share']:.0%} "
@@ -338,14 +342,14 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
     # paired win-rates of Agent-REINFORCE against every other searcher, per checkpoint
     wins = ["", "Paired win-rate of agent-reinforce (its returned graph better; ties half) "
                 "against each searcher, same landscape, budget and seed:", "",
-            "| against | " + " | ".join(f"@{k}" for k in CHECKPOINTS) + " |",
-            "|---" * (len(CHECKPOINTS) + 1) + "|"]
+            "| against | " + " | ".join(f"@{k}" for k in checkpoints) + " |",
+            "|---" * (len(checkpoints) + 1) + "|"]
     figures["win_rate"] = {}
     for other in names:
         if other == "agent-reinforce":
             continue
         rates = []
-        for k in CHECKPOINTS:
+        for k in checkpoints:
             score = []
             for by in cells.values():
                 a, b = by.get("agent-reinforce"), by.get(other)
@@ -398,8 +402,8 @@ def summarise(runs: list[dict[str, Any]], refs: dict[tuple[int, str], dict[str, 
                   f"(agent-reinforce needs {ar_calls / figures[other]['calls_to_2pts']:.2f}x)"
                   for other in ("tpe", "reinforce", "random") if other in figures]
         tail.append(f"LLM calls to come within 2 points of the optimum, median over runs (a run "
-                    f"that never does counts as infinite): agent-reinforce {ar_calls:.0f}; "
-                    + "; ".join(ratios) + ".")
+                    f"that never does counts as infinite): agent-reinforce {ar_calls:.0f}"
+                    + "".join(f"; {r}" for r in ratios) + ".")
     if worst is not None:
         tail.append(f"Worst median margin of agent-reinforce against the best main baseline in "
                     f"one landscape and checkpoint: {100 * worst[0]:+.1f} points "
@@ -594,7 +598,7 @@ def write_report(out: Path, runs: list[dict[str, Any]],
     """``search_efficiency.md`` and ``.json`` in ``out``, printed too."""
     policy = RacingPolicy.for_questions(DEV_QUESTIONS)
     report = ["# Search efficiency on generated landscapes", "",
-              f"{args.seeds} seeds, {args.evals} evaluations, racing "
+              f"{args.seeds} seed{'s' * (args.seeds != 1)}, {args.evals} evaluations, racing "
               f"{policy.stages} + {policy.confirm} confirmation questions, top {policy.top} "
               f"finalists with {policy.resamples} fresh samples of the dev questions "
               "(racing off: every candidate on all race questions), batch 4. Accuracy: "
@@ -616,6 +620,8 @@ def write_report(out: Path, runs: list[dict[str, Any]],
                ""]
     dump: dict[str, Any] = {}
     for set_name, lands in sets.items():
+        if not lands:  # e.g. --landscapes 0: only drawn ones
+            continue
         chosen = [r for r in runs if r["spec"]["landscape"] in lands]
         table, figures = summarise(chosen, refs, names)
         report += [f"## {set_name} landscapes ({', '.join(f'gen-{l}' for l in lands)})", "",
