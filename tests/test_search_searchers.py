@@ -331,6 +331,34 @@ def test_agent_reinforce_probes_from_the_best_model_a_second_step_can_follow():
         (x, r) for x in followers for r in (ASSISTANT, FUSER)}
 
 
+def test_agent_reinforce_probes_the_best_model_as_second_step_where_it_cannot_follow_itself():
+    # The best model's own second step does not fit, nor does it fit after the middle model:
+    # besides the middle model's chains, the probes put the best model after the small one
+    # (the best-ranked model it fits after), as refiner and as fuser, each chain once.
+    s = make_searcher("agent-reinforce", seed=0, template=(3, 3), budget="1.6x l")
+    names = s.model_names
+    s_, m, l = (names.index(n) for n in ("s", "m", "l"))
+
+    def chain(first: int, second: int) -> CollaborationGraph:
+        return CollaborationGraph.layered([[first], [second]], names, template=(3, 3))
+
+    fits = {(a, b): bool(s.feasible([chain(a, b)])[0]) for a in (s_, m, l) for b in (s_, m, l)}
+    assert not fits[l, l] and not fits[m, l] and fits[s_, l] and fits[m, m]
+    ev = ToyEvaluator()
+    pilots = s.ask(4)
+    for g in pilots:
+        s.tell(g, asyncio.run(ev.evaluate(g)))
+    assert sorted(pilots, key=toy_accuracy)[-1].model[0, 0] == l  # l is the best pilot
+    asked = s.ask(8)  # the probe round, then the first search round
+    assert [r["kind"] for r in s._rounds] == ["probe", "search"]
+    probes = asked[:len(s._rounds[0]["keys"])]
+    steps = [(int(g.model[0, 0]), int(g.model[1, 0]), int(g.role[1, 0])) for g in probes]
+    assert len(steps) == len(set(steps)) == 6
+    followers = [x for x in (l, m, s_) if fits[m, x]][:2]
+    assert set(steps) == {(m, x, r) for x in followers for r in (ASSISTANT, FUSER)} | {
+        (s_, l, ASSISTANT), (s_, l, FUSER)}
+
+
 def test_agent_reinforce_without_probes_searches_right_after_the_pilots():
     cost = toy_cost()
     s = AgentReinforce(cost.pool, (3, 3), cost, "5x m", seed=0, probes=False)

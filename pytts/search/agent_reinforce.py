@@ -219,12 +219,15 @@ def pilot_graphs(searcher: Searcher) -> list[CollaborationGraph]:
 
 def probe_graphs(searcher: Searcher) -> list[CollaborationGraph]:
     """The role probes that follow the pilots: a strong model answers once, then that model or
-    the runner-up takes a second step, as a refiner or as a fuser (at most four two-node
-    chains, those that fit the budget and are new).
+    the runner-up takes a second step, as a refiner or as a fuser (two-node chains, those that
+    fit the budget and are new).
 
     The first answerer is the best pilot's model whose answer can be followed by a second step
     of the same model within the budget (on a tight budget the best model's single call may
     leave no room for one); the second steps are the two best pilots' models that fit after it.
+    When that first answerer is not the best pilot's model, the best model also takes the second
+    step after the best-ranked model it fits after (two more chains): on a tight budget a cheap
+    first answer read by the strongest model can be the best graph there is.
     Pilots rank models as first answerers only; these chains measure, before any search step
     relies on it, whether a second step helps at all and whether the strongest models refine
     or fuse better (docs/method.md, "Role probes").
@@ -241,12 +244,21 @@ def probe_graphs(searcher: Searcher) -> list[CollaborationGraph]:
                                            template=searcher.template)
                 for role in (ASSISTANT, FUSER)]
 
+    def fits(first: int, second: int) -> bool:
+        return bool(searcher.feasible(chains(first, second)[:1])[0])
+
     for first in ranked:
-        followers = [m for m in ranked if searcher.feasible(chains(first, m)[:1])[0]]
-        if first in followers:
-            probes = [g for second in followers[:2] for g in chains(first, second)]
-            return [g for g, ok in zip(probes, searcher.feasible(probes))
-                    if ok and not searcher.seen(g)]
+        followers = [m for m in ranked if fits(first, m)]
+        if first not in followers:
+            continue
+        probes = [g for second in followers[:2] for g in chains(first, second)]
+        best = ranked[0]
+        lead = next((m for m in ranked[1:] if first != best and fits(m, best)), None)
+        if lead is not None:
+            probes += chains(lead, best)
+        unique = {g.canonical_key(): g for g in probes}  # the best model may be a follower
+        return [g for g, ok in zip(unique.values(), searcher.feasible(list(unique.values())))
+                if ok and not searcher.seen(g)]
     return []
 
 
