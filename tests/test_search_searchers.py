@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -306,24 +307,34 @@ def test_agent_reinforce_probes_roles_after_the_pilots_have_been_scored():
     assert s._rounds[-1]["kind"] == "probe"
 
 
-def test_agent_reinforce_probes_from_the_best_model_a_second_step_can_follow():
-    # On this budget the strong model's answer leaves no room for a second call of it, and
-    # a probe led by it could only add the weakest model: the probes start from the middle
-    # model, the best whose own second step fits, followed by the two best that fit after it.
-    s = make_searcher("agent-reinforce", seed=0, template=(3, 3), budget="1.4x l")
+def _pilots_told_on_a_tight_budget(budget: str) -> tuple[AgentReinforce, tuple[int, int, int],
+                                                             Callable[[int, int], bool]]:
+    """Agent-REINFORCE on the toy pool at ``budget`` with its pilots told (l the best of
+    them), the indices of s, m and l, and whether a two-node chain (first, second) fits."""
+    s = make_searcher("agent-reinforce", seed=0, template=(3, 3), budget=budget)
+    assert isinstance(s, AgentReinforce)
     names = s.model_names
-    s_, m, l = (names.index(n) for n in ("s", "m", "l"))
-
-    def chain(first: int, second: int) -> CollaborationGraph:
-        return CollaborationGraph.layered([[first], [second]], names, template=(3, 3))
-
-    assert not s.feasible([chain(l, l)])[0] and s.feasible([chain(m, m)])[0]
     ev = ToyEvaluator()
     pilots = s.ask(4)
     for g in pilots:
         s.tell(g, asyncio.run(ev.evaluate(g)))
-    assert sorted(pilots, key=toy_accuracy)[-1].model[0, 0] == l  # l is the best pilot
-    followers = [x for x in (l, m, s_) if s.feasible([chain(m, x)])[0]][:2]
+    small, mid, large = (names.index(n) for n in ("s", "m", "l"))
+    assert sorted(pilots, key=toy_accuracy)[-1].model[0, 0] == large
+
+    def fits(first: int, second: int) -> bool:
+        chain = CollaborationGraph.layered([[first], [second]], names, template=(3, 3))
+        return bool(s.feasible([chain])[0])
+
+    return s, (small, mid, large), fits
+
+
+def test_agent_reinforce_probes_from_the_best_model_a_second_step_can_follow():
+    # On this budget the strong model's answer leaves no room for a second call of it, and
+    # a probe led by it could only add the weakest model: the probes start from the middle
+    # model, the best whose own second step fits, followed by the two best that fit after it.
+    s, (s_, m, l), fits = _pilots_told_on_a_tight_budget("1.4x l")
+    assert not fits(l, l) and fits(m, m) and not fits(s_, l)
+    followers = [x for x in (l, m, s_) if fits(m, x)][:2]
     probes = s.ask(4)
     assert s._rounds[-1]["kind"] == "probe"
     assert {int(g.model[0, 0]) for g in probes} == {m}
@@ -335,26 +346,14 @@ def test_agent_reinforce_probes_the_best_model_as_second_step_where_it_cannot_fo
     # The best model's own second step does not fit, nor does it fit after the middle model:
     # besides the middle model's chains, the probes put the best model after the small one
     # (the best-ranked model it fits after), as refiner and as fuser, each chain once.
-    s = make_searcher("agent-reinforce", seed=0, template=(3, 3), budget="1.6x l")
-    names = s.model_names
-    s_, m, l = (names.index(n) for n in ("s", "m", "l"))
-
-    def chain(first: int, second: int) -> CollaborationGraph:
-        return CollaborationGraph.layered([[first], [second]], names, template=(3, 3))
-
-    fits = {(a, b): bool(s.feasible([chain(a, b)])[0]) for a in (s_, m, l) for b in (s_, m, l)}
-    assert not fits[l, l] and not fits[m, l] and fits[s_, l] and fits[m, m]
-    ev = ToyEvaluator()
-    pilots = s.ask(4)
-    for g in pilots:
-        s.tell(g, asyncio.run(ev.evaluate(g)))
-    assert sorted(pilots, key=toy_accuracy)[-1].model[0, 0] == l  # l is the best pilot
+    s, (s_, m, l), fits = _pilots_told_on_a_tight_budget("1.6x l")
+    assert not fits(l, l) and not fits(m, l) and fits(s_, l) and fits(m, m)
     asked = s.ask(8)  # the probe round, then the first search round
     assert [r["kind"] for r in s._rounds] == ["probe", "search"]
     probes = asked[:len(s._rounds[0]["keys"])]
     steps = [(int(g.model[0, 0]), int(g.model[1, 0]), int(g.role[1, 0])) for g in probes]
     assert len(steps) == len(set(steps)) == 6
-    followers = [x for x in (l, m, s_) if fits[m, x]][:2]
+    followers = [x for x in (l, m, s_) if fits(m, x)][:2]
     assert set(steps) == {(m, x, r) for x in followers for r in (ASSISTANT, FUSER)} | {
         (s_, l, ASSISTANT), (s_, l, FUSER)}
 
