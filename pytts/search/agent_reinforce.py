@@ -253,9 +253,10 @@ def probe_graphs(searcher: Searcher) -> list[CollaborationGraph]:
             continue
         probes = [g for second in followers[:2] for g in chains(first, second)]
         best = ranked[0]
-        lead = next((m for m in ranked[1:] if first != best and fits(m, best)), None)
-        if lead is not None:
-            probes += chains(lead, best)
+        if first != best:  # the best model cannot follow itself: let it follow another
+            lead = next((m for m in ranked[1:] if fits(m, best)), None)
+            if lead is not None:
+                probes += chains(lead, best)
         unique = {g.canonical_key(): g for g in probes}  # the best model may be a follower
         return [g for g, ok in zip(unique.values(), searcher.feasible(list(unique.values())))
                 if ok and not searcher.seen(g)]
