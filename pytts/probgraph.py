@@ -120,8 +120,8 @@ class ProbGraph:
         return pg
 
     @classmethod
-    def _from_arrays(cls, arrays: Iterable[np.ndarray], model_names: tuple[str, ...]) -> ProbGraph:
-        """The five logit arrays in `logit_arrays` order, with ``model_names``."""
+    def from_arrays(cls, arrays: Iterable[np.ndarray], model_names: tuple[str, ...]) -> ProbGraph:
+        """A ProbGraph of the five logit arrays, in `logit_arrays` order, over ``model_names``."""
         # Unpacked by name: with ``cls(*arrays, model_names=...)`` mypy cannot tell that the
         # arrays fill only the logit fields.
         depth, width, model, role, edge = arrays
@@ -148,7 +148,7 @@ class ProbGraph:
         return tuple(getattr(self, f) for f in _LOGIT_FIELDS)
 
     def copy(self) -> ProbGraph:
-        return ProbGraph._from_arrays((a.copy() for a in self.logit_arrays()), self.model_names)
+        return ProbGraph.from_arrays((a.copy() for a in self.logit_arrays()), self.model_names)
 
     # ------------------------------------------------------------- distributions
     def depth_probs(self) -> np.ndarray:
@@ -224,7 +224,7 @@ class ProbGraph:
     def step(self, direction: ProbGraphGrad, lr: float) -> ProbGraph:
         """A new ProbGraph moved ``lr`` along ``direction`` (gradient ascent)."""
         moved = [a + lr * g for a, g in zip(self.logit_arrays(), direction.arrays())]
-        return ProbGraph._from_arrays(moved, self.model_names)
+        return ProbGraph.from_arrays(moved, self.model_names)
 
     def entropy(self) -> float:
         """Exact entropy (nats) of the graph distribution (not only of the independent draws).
@@ -279,7 +279,7 @@ class ProbGraph:
         with np.load(path, allow_pickle=False) as data:
             arrays = [data[f"arr_{k}"] for k in range(len(_LOGIT_FIELDS))]
             names = tuple(json.loads(str(data["model_names"])))
-        return cls._from_arrays(arrays, names)
+        return cls.from_arrays(arrays, names)
 
     def state_dict(self) -> dict:
         """JSON-ready logits and names (for searcher checkpoints)."""
@@ -291,7 +291,7 @@ class ProbGraph:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> ProbGraph:
-        return cls._from_arrays((np.asarray(state[f], dtype=np.float64).reshape(state["shapes"][f])
+        return cls.from_arrays((np.asarray(state[f], dtype=np.float64).reshape(state["shapes"][f])
                                  for f in _LOGIT_FIELDS), tuple(state["model_names"]))
 
 

@@ -84,8 +84,7 @@ class TrustRegion:
         p = (1 - self.floor) * expit(moved[:, 1] - moved[:, 0]) + self.floor / 2
         arrays.append(logit(p).reshape(e_old.shape))
         kls["edge"] = float(kl.max()) if kl.size else 0.0
-        depth, width, model, role, edge = arrays
-        return ProbGraph(depth, width, model, role, edge, model_names=old.model_names), kls
+        return ProbGraph.from_arrays(arrays, old.model_names), kls
 
     def _project(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``old + t (new - old)`` (log-normalised) with the largest ``t`` in [0, 1]
